@@ -1,0 +1,148 @@
+"""Benchmark: `slo check` over a store of 1,000,000 spans, against a saved baseline.
+
+About 100,000 SUT-shaped traces (five services, realistic DB spans, some N+1 and errors) are
+written to a span store once (cached under .slo/bench-check/), then `slo check` runs in a
+fresh process with a spec using every objective kind, the detectors and a baseline
+comparison. Printed: wall time and peak RSS of that process, and, as the ceiling, the time
+of one plain DuckDB quantile query over the same Parquet files.
+
+    .venv/bin/python bench/check.py [--spans 1000000] [--fresh]
+
+Goal: under 3 s end to end on the 2-core CI box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "slo"))
+
+T0 = 1_767_225_600_000_000_000
+
+SPEC = """\
+version: 1
+regression: {latency: 20%, latency_min: 1ms}
+detectors:
+  n_plus_one: {fail: true}
+  broken_trace: {fail: true}
+  serial_fanout: {fail: true}
+  slow_statement: {fail: false}
+  sensitive_data: {fail: false}
+slos:
+  - name: order-detail
+    select: {service: order-service, span: "GET /orders/<int:order_id>"}
+    objectives: {latency_p95: 400ms, latency_p50: 100ms, error_rate: 1%, db_queries: 8,
+                 repeated_queries: 3, span_count: 40}
+  - name: product-list
+    select: {service: product-service, span: "GET /products"}
+    objectives: {latency_p99: 500ms, db_queries: 5, repeated_queries: 3}
+  - name: stock
+    select: {service: inventory-service, span: "GET /stock"}
+    objectives: {latency_p90: 100ms, db_queries: 2}
+  - name: users
+    select: {service: user-service, span_regex: "^GET /users"}
+    objectives: {latency_max: 1s, error_rate: 1%}
+  - name: discounts
+    select: {service: promotion-service, span: "GET /discounts", kind: server}
+    objectives: {latency_p95: 200ms}
+"""
+
+
+def tiled(n_spans: int, run_id: str, seed: int, bugs: list[str], error_rate: float):
+    """About n_spans spans: one generated block, repeated with fresh trace ids and times."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from spangen import generate
+
+    block = generate(10_000, seed=seed, run_id=run_id, bugs=bugs, error_rate=error_rate,
+                     start_ns=T0)
+    copies = max(1, round(n_spans / block.num_rows))
+    span_ms = (pc.max(block["end_ns"]).as_py() - T0) // 1_000_000 + 1000
+    out = []
+    for k in range(copies):
+        prefix = pa.scalar(f"{k:04x}")
+        tid = pc.binary_join_element_wise(prefix, pc.utf8_slice_codeunits(block["trace_id"], 4),
+                                          "")
+        shift = k * span_ms * 1_000_000
+        t = block.set_column(block.schema.get_field_index("trace_id"), "trace_id", tid)
+        t = t.set_column(t.schema.get_field_index("start_ns"), "start_ns",
+                         pc.add(t["start_ns"], shift))
+        t = t.set_column(t.schema.get_field_index("end_ns"), "end_ns",
+                         pc.add(t["end_ns"], shift))
+        out.append(t)
+    return pa.concat_tables(out)
+
+
+def prepare(d: Path, n_spans: int) -> None:
+    from slo.baseline import build_baseline, save_baseline
+    from slo.spec import parse_spec
+    from slo.store import StoreWriter
+
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "slo.yaml").write_text(SPEC)
+    t = time.perf_counter()
+    base = tiled(n_spans // 5, "base", 1, [], 0.0)
+    cand = tiled(n_spans, "cand", 2, ["n_plus_one", "missing_index"], 0.02)
+    w = StoreWriter(d / "store")
+    w.append(base)
+    w.append(cand)
+    w.close()
+    save_baseline(build_baseline(parse_spec(SPEC, "slo.yaml"), base), d / "baseline.json")
+    print(f"prepared {cand.num_rows:,} candidate spans ({base.num_rows:,} baseline) in "
+          f"{time.perf_counter() - t:.1f} s")
+
+
+def duckdb_ceiling(store: Path) -> float:
+    import duckdb
+
+    con = duckdb.connect()
+    files = str(store / "runs" / "run=cand" / "*.parquet")
+    t = time.perf_counter()
+    con.sql(f"SELECT service, name, quantile_cont((end_ns - start_ns) / 1e6, 0.95) "
+            f"FROM read_parquet('{files}') GROUP BY ALL").fetchall()
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--fresh", action="store_true", help="rebuild the cached store")
+    args = ap.parse_args()
+    d = ROOT / ".slo" / f"bench-check-{args.spans}"
+    if args.fresh and d.exists():
+        shutil.rmtree(d)
+    if not (d / "baseline.json").exists():
+        prepare(d, args.spans)
+    slo = Path(sys.executable).with_name("slo")
+    cmd = [str(slo), "check", "--spec", "slo.yaml", "--store", "store", "--run-id", "cand",
+           "--baseline", "baseline.json", "--report-dir", "reports", "--format", "quiet"]
+    # warm the page cache and Python's bytecode cache, as a CI job's second step would be
+    subprocess.run(cmd, cwd=d, capture_output=True)
+    t = time.perf_counter()
+    p = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if p.returncode not in (0, 1):
+        print(p.stderr, file=sys.stderr)
+        return 1
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import slo.check, slo.report"], check=True)
+    imports = time.perf_counter() - t
+    ceiling = duckdb_ceiling(d / "store")
+    print(f"slo check, {args.spans:,} spans + baseline: {wall:.2f} s wall, peak RSS "
+          f"{rss_mb:.0f} MiB (exit {p.returncode}; of which Python imports {imports:.2f} s)")
+    print(f"plain DuckDB p95 query over the same spans: {ceiling:.2f} s "
+          f"(ratio {wall / max(ceiling, 1e-9):.1f}x)")
+    print(f"goal < 3 s: {'met' if wall < 3 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

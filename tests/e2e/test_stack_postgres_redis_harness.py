@@ -1,0 +1,288 @@
+"""docker-compose.yml's own commands, run as processes on this machine (no Docker engine here).
+
+`HostStack` reads the compose file and starts a service with exactly its command and
+environment, changed only where a container differs from a process on a shared host:
+  * each `service:port` becomes `127.0.0.1:<free port>` (the five SUT services get a free
+    contiguous range, so `sut bugs --base-port` reaches them all), in commands, variables and
+    health checks alike, and 0.0.0.0 binds become 127.0.0.1;
+  * `/data/...` volumes become folders under the test's directory, and each SUT service gets
+    its own data dir, as each container has its own file system;
+  * PostgreSQL and Redis are the machine's (the caller passes SUT_DB / SUT_CACHE, with its own
+    schema and Redis database so other tests are not disturbed);
+  * Jaeger is stood in for by a second `slo collect`, so `--forward` is proven for real.
+Health is the compose file's own healthcheck command, run with this Python.
+
+This module holds no tests; the e2e test modules beside it import it by path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PG_BASE = "postgresql://127.0.0.1:5432/test"
+REDIS_BASE = "redis://127.0.0.1:6379"
+
+
+def _load_compose_module() -> Any:
+    name = "_slo_compose_check"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "test_compose.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+compose = _load_compose_module()
+SUT_SERVICES: dict[str, int] = __import__("sut").SERVICES
+
+
+def pg_url(schema: str) -> str:
+    """The machine's PostgreSQL, database `test`, with `schema` first on the search path (the
+    SUT creates it and seeds it once)."""
+    return f"{PG_BASE}?options=-csearch_path%3D{schema}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_range(n: int) -> int:
+    for _ in range(100):
+        base = free_port()
+        if base + n >= 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} free consecutive ports")
+
+
+class Proc:
+    def __init__(self, name: str, popen: subprocess.Popen, log: Path) -> None:
+        self.name, self.popen, self.log = name, popen, log
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+class HostStack:
+    """The compose services as local processes; see the module docstring."""
+
+    def __init__(self, workdir: Path, *, db_url: str, cache_url: str) -> None:
+        self.workdir = workdir
+        self.doc = compose.load_compose()
+        self.services: dict[str, dict[str, Any]] = self.doc["services"]
+        self.db_url, self.cache_url = db_url, cache_url
+        self.procs: list[Proc] = []
+        self.sut_base = free_port_range(len(SUT_SERVICES))
+        self.ports: dict[tuple[str, int], int] = {}
+        for name, svc in self.services.items():
+            for host, port in self._refs(name, svc) + [(name, p) for p in self._own_ports(svc)]:
+                if (host, port) in self.ports:
+                    continue
+                if host in SUT_SERVICES:
+                    self.ports[(host, port)] = self.sut_base + SUT_SERVICES[host]
+                else:
+                    self.ports[(host, port)] = free_port()
+
+    # -- rewriting --------------------------------------------------------------------
+    def _refs(self, name: str, svc: Mapping[str, Any]) -> list[tuple[str, int]]:
+        strings = compose.command_of(svc) + list(compose.environment_of(svc).values())
+        hc = (svc.get("healthcheck") or {}).get("test") or []
+        strings += [hc] if isinstance(hc, str) else [str(x) for x in hc]
+        out = []
+        for s in strings:
+            for host, port in compose._HOSTPORT.findall(s):
+                host = name if host in compose.SELF_HOSTS else host
+                if host in self.services:
+                    out.append((host, int(port)))
+        for p in svc.get("ports", []) or []:
+            out.append((name, int(str(p).split(":")[-1].split("/")[0])))
+        return out
+
+    @staticmethod
+    def _own_ports(svc: Mapping[str, Any]) -> set[int]:
+        """Every port the service binds, by its parsed command (not only those others name)."""
+        cmd, env = compose.command_of(svc), compose.environment_of(svc)
+        if cmd[:1] in (["slo"], ["sut"]):
+            params, error = compose.parse_click(cmd[0], cmd[1:], env)
+            assert not error, error
+            return compose._listen_ports_from_params(params)
+        if cmd[:1] == ["locust"] and "--master" in cmd:
+            return {5557, int(env.get("LOCUST_WEB_PORT", "8089"))}
+        return set()
+
+    def port(self, service: str, port: int) -> int:
+        """Where `service`'s compose port `port` is on this machine."""
+        return self.ports[(service, port)]
+
+    def _rewrite(self, name: str, text: str, own_token: bool = False) -> str:
+        for (host, port), new in self.ports.items():
+            text = text.replace(f"{host}:{port}", f"127.0.0.1:{new}")
+            if host == name:
+                text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{new}")
+                text = text.replace(f"localhost:{port}", f"127.0.0.1:{new}")
+                if own_token and text == str(port):
+                    text = str(new)
+        if own_token and text == "0.0.0.0":
+            text = "127.0.0.1"
+        if text.startswith("/data/"):
+            text = str(self.workdir / "data" / text[len("/data/"):])
+        return text
+
+    def command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The service's argv and environment, as this machine runs them."""
+        svc = self.services[name]
+        argv = [self._rewrite(name, a, own_token=True) for a in compose.command_of(svc)]
+        if "--master-host" in argv:
+            i = argv.index("--master-host") + 1
+            argv[i] = "127.0.0.1" if argv[i] in self.services else argv[i]
+        argv[0] = str(BIN / argv[0])
+        env = {k: self._rewrite(name, v, own_token=True) for k, v in compose.environment_of(svc).items()}
+        for i, a in enumerate(argv[:-1]):
+            if a == "--db":
+                argv[i + 1] = self.db_url
+            elif a == "--cache":
+                argv[i + 1] = self.cache_url
+        if "SUT_DB" in env:
+            env.update(SUT_DB=self.db_url, SUT_CACHE=self.cache_url)
+        if "SUT_DATA_DIR" in env or compose.command_of(svc)[:1] == ["sut"]:
+            env["SUT_DATA_DIR"] = str(self.workdir / "sut" / name)
+        cmd = compose.command_of(svc)
+        if cmd[:1] == ["locust"]:
+            master = next((n for n, s in self.services.items() if "--master" in compose.command_of(s)), None)
+            master_port = (master, 5557)
+            if master_port in self.ports:
+                key = "LOCUST_MASTER_BIND_PORT" if "--master" in cmd else "LOCUST_MASTER_NODE_PORT"
+                env[key] = str(self.ports[master_port])
+            if "--master" in cmd:
+                env.setdefault("LOCUST_MASTER_BIND_HOST", "127.0.0.1")
+        return argv, env
+
+    def healthcheck(self, name: str) -> list[str] | None:
+        test = (self.services[name].get("healthcheck") or {}).get("test")
+        if not test or test[0] != "CMD" or test[1] != "python":
+            return None
+        return [sys.executable] + [self._rewrite(name, str(a)) for a in test[2:]]
+
+    # -- processes --------------------------------------------------------------------
+    def start(self, name: str, *, label: str | None = None, extra_env: Mapping[str, str] | None = None,
+              argv: list[str] | None = None) -> Proc:
+        """Start `name` as compose runs it; `argv` replaces the command (its variables stay,
+        less the master/worker wiring, which belongs to the compose command)."""
+        cmd, env = self.command(name)
+        if argv:
+            for key in ("LOCUST_MASTER_NODE_PORT", "LOCUST_MASTER_BIND_PORT", "LOCUST_MASTER_BIND_HOST"):
+                env.pop(key, None)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(compose.PREFIXES)}
+        full_env.update(env)
+        full_env.update(extra_env or {})
+        label = label or name
+        log = self.workdir / f"{label}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as fh:
+            popen = subprocess.Popen(argv or cmd, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = Proc(label, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def start_jaeger_standin(self) -> Proc:
+        """A second collector where Jaeger's OTLP/HTTP port would be."""
+        port = self.ports[("jaeger", 4318)]
+        argv = [str(BIN / "slo"), "collect", "--store", str(self.workdir / "jaeger-store"),
+                "--port", str(port), "--grpc-port", "-1"]
+        log = self.workdir / "jaeger-standin.log"
+        with open(log, "wb") as fh:
+            popen = subprocess.Popen(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = Proc("jaeger-standin", popen, log)
+        self.procs.append(proc)
+        self.wait_port(proc, port)
+        return proc
+
+    def wait_port(self, proc: Proc, port: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise AssertionError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"{proc.name} not listening on {port} after {timeout} s:\n{proc.tail()}")
+
+    def wait_healthy(self, procs: dict[str, Proc], timeout: float = 120) -> None:
+        """Until each service's own compose healthcheck passes."""
+        pending = dict(procs)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name, proc in list(pending.items()):
+                if not proc.alive():
+                    raise AssertionError(f"{name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+                check = self.healthcheck(name)
+                assert check, f"{name} has no python healthcheck to run"
+                if subprocess.run(check, capture_output=True, timeout=10).returncode == 0:
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}\n{p.tail()}" for n, p in pending.items())
+                raise AssertionError(f"not healthy after {timeout} s: {list(pending)}\n{tails}")
+            time.sleep(0.3)
+
+    def start_core(self) -> None:
+        """Jaeger stand-in, collector and the five SUT services, healthy."""
+        self.start_jaeger_standin()
+        self.wait_healthy({"collector": self.start("collector")})
+        self.wait_healthy({n: self.start(n, extra_env={"SUT_WORKERS": "1"}) for n in SUT_SERVICES})
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()

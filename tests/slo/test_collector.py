@@ -1,0 +1,363 @@
+"""`slo collect` as users run it: real SDK exporters, hostile senders, kill -9, pressure."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+from click.testing import CliRunner
+from google.rpc import status_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcExporter,
+)
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpExporter,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from slo.cli import main as slo_main
+from slo.collector import CollectorConfig, start
+from slo.errors import SourceError
+from slo.store import SpanStore
+
+LISTENING = re.compile(r"listening: OTLP/HTTP http://[^:]+:(\d+)/v1/traces, OTLP/gRPC [^:]+:(\d+)")
+PROTO = {"Content-Type": "application/x-protobuf"}
+JSON = {"Content-Type": "application/json"}
+
+
+class Collector:
+    """A real `slo collect` process on free ports."""
+
+    def __init__(self, store: Path, *args: str):
+        self.store = store
+        cmd = [sys.executable, "-c", "from slo.cli import main; main()", "collect",
+               "--store", str(store), "--port", "0", "--grpc-port", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
+                         daemon=True).start()
+        try:
+            line = lines.get(timeout=60)
+        except queue.Empty:
+            self.proc.kill()
+            raise AssertionError("collector did not print its listening line") from None
+        m = LISTENING.search(line)
+        assert m, line
+        self.http_port, self.grpc_port = int(m.group(1)), int(m.group(2))
+        self.url = f"http://127.0.0.1:{self.http_port}/v1/traces"
+
+    def post(self, body: bytes, headers: dict[str, str], **kw) -> requests.Response:
+        return requests.post(self.url, data=body, headers=headers, timeout=30, **kw)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory):
+    c = Collector(tmp_path_factory.mktemp("store"), "--run-id", "cli-run", "--max-body", "2MiB")
+    yield c
+    assert c.stop() == 0
+    assert not list((c.store / "wal").glob("*.arrows")), "a clean stop leaves no WAL"
+
+
+def _spans(n: int, service: str, run_id: str | None = None, prefix: str = "op"):
+    """n finished SDK spans (a server span with DB children) with realistic attributes."""
+    exp = InMemorySpanExporter()
+    res = {"service.name": service}
+    tp = TracerProvider(resource=Resource.create(res))
+    tp.add_span_processor(SimpleSpanProcessor(exp))
+    tracer = tp.get_tracer("test")
+    extra = {"slo.run_id": run_id} if run_id else {}
+    for i in range(n // 2):
+        with tracer.start_as_current_span(f"GET /{prefix}/<int:id>", kind=SpanKind.SERVER,
+                                          attributes={"http.route": f"/{prefix}/<int:id>",
+                                                      "http.response.status_code": 200,
+                                                      "n": i, **extra}):
+            with tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes={
+                    "db.system": "sqlite", "db.statement": f"SELECT * FROM t WHERE id = {i}",
+                    "ratio": 0.5, "tags": ["a", "b"], **extra}):
+                pass
+    return exp.get_finished_spans()
+
+
+def _total(store: Path) -> int:
+    try:
+        return sum(r.spans for r in SpanStore(store).runs())
+    except Exception:  # noqa: BLE001 - an empty store counts as zero
+        return 0
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_sdk_http_and_grpc_exporters_exactly_once_attributes_intact(collector):
+    http_spans = _spans(60, "svc-http", run_id="run-h")
+    plain = _spans(20, "svc-plain", prefix="plain")
+    grpc_spans = _spans(40, "svc-grpc", run_id="run-g")
+    assert HttpExporter(endpoint=collector.url).export(http_spans) == SpanExportResult.SUCCESS
+    gz = HttpExporter(endpoint=collector.url, compression=Compression.Gzip)
+    assert gz.export(plain) == SpanExportResult.SUCCESS
+    ge = GrpcExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True,
+                      compression=grpc.Compression.Gzip)
+    assert ge.export(grpc_spans) == SpanExportResult.SUCCESS
+    ge.shutdown()
+    store = SpanStore(collector.store)
+    for run, sent in (("run-h", http_spans), ("cli-run", plain), ("run-g", grpc_spans)):
+        t = store.read(run)  # visible right away, before any compaction
+        rows = {r["span_id"]: r for r in t.to_pylist()}
+        assert len(rows) == t.num_rows == len(sent), run  # exactly once
+        for s in sent:
+            r = rows[format(s.context.span_id, "016x")]
+            assert r["trace_id"] == format(s.context.trace_id, "032x")
+            assert json.loads(r["attributes"]) == {k: (list(v) if isinstance(v, tuple) else v)
+                                                   for k, v in s.attributes.items()}
+            assert r["service"] == s.resource.attributes["service.name"]
+            assert r["parent_span_id"] == (format(s.parent.span_id, "016x") if s.parent else "")
+            assert (r["start_ns"], r["end_ns"]) == (s.start_time, s.end_time)
+            assert r["kind"] == s.kind.name.lower()
+
+
+def test_json_partial_success_and_error_bodies_in_request_encoding(collector):
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "0102030405060708090A0B0C0D0E0F10", "spanId": "A1A2A3A4A5A6A7A8",
+         "name": "ok", "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+         "attributes": [{"key": "slo.run_id", "value": {"stringValue": "run-json"}}]},
+        {"traceId": "0102", "spanId": "A1A2A3A4A5A6A7A9", "name": "short id"}]}]}]}
+    r = collector.post(json.dumps(doc).encode(), JSON)
+    assert r.status_code == 200
+    assert r.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert SpanStore(collector.store).read("run-json")["span_id"].to_pylist() == [
+        "a1a2a3a4a5a6a7a8"]
+    r = collector.post(b"{not json", JSON)
+    assert r.status_code == 400 and r.headers["Content-Type"] == "application/json"
+    assert r.json()["code"] == 3
+    r = collector.post(b"\xff\xff\xff", PROTO)
+    assert r.status_code == 400
+    assert status_pb2.Status.FromString(r.content).message
+    assert collector.post(b"", PROTO).status_code == 200  # empty request: success
+    assert collector.post(b"x", {"Content-Type": "text/plain"}).status_code == 415
+    r = requests.post(collector.url.replace("/v1/traces", "/v1/logs"), data=b"", headers=PROTO)
+    assert r.status_code == 404
+
+
+def test_grpc_malformed_and_partial_success(collector):
+    channel = grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}")
+    export = channel.unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        request_serializer=None,
+        response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
+    with pytest.raises(grpc.RpcError) as e:
+        export(b"\x0a\xff\xff\xff\x0f", timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    req = encode_spans(_spans(4, "grpc-partial", run_id="run-gp"))
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = b"short"
+    resp = export(req.SerializeToString(), timeout=10)
+    assert resp.partial_success.rejected_spans == 1
+    assert SpanStore(collector.store).read("run-gp").num_rows == 3
+    channel.close()
+
+
+def test_size_limits_and_gzip_bomb(collector):
+    before = _total(collector.store)
+    bomb = gzip.compress(b"\x0a" * (50 * 1024 * 1024))  # 50 MiB of zeros -> ~50 KiB
+    r = collector.post(bomb, {**PROTO, "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    r = collector.post(b"\0" * (3 * 1024 * 1024), PROTO)
+    assert r.status_code == 413
+    assert _total(collector.store) == before
+    assert requests.get(collector.url.replace("/v1/traces", "/healthz"), timeout=5).ok
+
+
+def _valid_body() -> bytes:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    return encode_spans(_spans(6, "fuzz", run_id="fuzz-run")).SerializeToString()
+
+
+_VALID = None
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["random", "truncated", "flipped", "json", "gzip-garbage"]),
+       data=st.binary(max_size=300), cut=st.integers(min_value=0, max_value=10_000))
+def test_hostile_payloads_right_status_nothing_stored_still_serving(collector, kind, data, cut):
+    global _VALID
+    _VALID = _VALID or _valid_body()
+    headers = dict(PROTO)
+    if kind == "random":
+        body = data
+    elif kind == "truncated":
+        body = _VALID[: cut % len(_VALID)]
+    elif kind == "flipped":
+        b = bytearray(_VALID)
+        for i, x in enumerate(data[:20]):
+            b[(cut + i * 997) % len(b)] ^= x or 1
+        body = bytes(b)
+    elif kind == "json":
+        body, headers = data, dict(JSON)
+    else:
+        body = gzip.compress(_VALID)[: cut % 200] + data
+        headers["Content-Encoding"] = "gzip"
+    before = _total(collector.store)
+    r = collector.post(body, headers)
+    assert r.status_code in (200, 400, 413), r.text
+    if r.status_code != 200:
+        assert _total(collector.store) == before, "a rejected request stored spans"
+        if headers["Content-Type"] == "application/json":
+            assert "message" in r.json()
+        else:
+            status_pb2.Status.FromString(r.content)
+    else:
+        resp = (r.json() if kind == "json" else
+                trace_service_pb2.ExportTraceServiceResponse.FromString(r.content))
+        assert resp is not None
+    assert collector.proc.poll() is None
+
+
+def test_pressure_answers_503_with_retry_after_then_recovers(tmp_path):
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, max_requests=1))
+    try:
+        url = f"http://127.0.0.1:{run.http_port}/v1/traces"
+        slow = socket.create_connection(("127.0.0.1", run.http_port))
+        slow.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
+                     b"x-protobuf\r\nContent-Length: 100\r\n\r\n0123456789")
+        time.sleep(0.3)  # the slow sender now holds the only slot
+        r = requests.post(url, data=b"", headers=PROTO, timeout=10)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        slow.sendall(b"x" * 90)
+        assert slow.recv(100).startswith(b"HTTP/1.1 400")
+        slow.close()
+        _wait_for(lambda: requests.post(url, data=b"", headers=PROTO, timeout=10).ok)
+    finally:
+        run.stop()
+
+
+def test_token_required_on_both_protocols_and_forwarding(tmp_path):
+    sink = start(CollectorConfig(store=str(tmp_path / "sink"), port=0, grpc_port=-1))
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # a port nobody answers on
+    run = start(CollectorConfig(store=str(tmp_path / "a"), port=0, grpc_port=0, token="s3cret",
+                                forward=f"http://127.0.0.1:{sink.http_port}"))
+    run_dead = start(CollectorConfig(store=str(tmp_path / "b"), port=0, grpc_port=-1,
+                                     forward=f"http://127.0.0.1:{dead.getsockname()[1]}"))
+    try:
+        url = f"http://127.0.0.1:{run.http_port}/v1/traces"
+        spans = _spans(10, "tok", run_id="tok-run")
+        assert HttpExporter(endpoint=url).export(spans) == SpanExportResult.FAILURE
+        assert requests.post(url, data=b"", headers=PROTO, timeout=10).status_code == 401
+        ge = GrpcExporter(endpoint=f"127.0.0.1:{run.grpc_port}", insecure=True, timeout=5)
+        assert ge.export(spans) == SpanExportResult.FAILURE
+        ge.shutdown()
+        auth = {"authorization": "Bearer s3cret"}
+        assert HttpExporter(endpoint=url, headers=auth).export(spans) == SpanExportResult.SUCCESS
+        ge = GrpcExporter(endpoint=f"127.0.0.1:{run.grpc_port}", insecure=True, headers=auth)
+        assert ge.export(spans) == SpanExportResult.SUCCESS
+        ge.shutdown()
+        assert SpanStore(tmp_path / "a").read("tok-run").num_rows == 20
+        _wait_for(lambda: _total(tmp_path / "sink") == 20)  # both copies forwarded
+        # a dead forward target neither slows nor fails ingest
+        url_b = f"http://127.0.0.1:{run_dead.http_port}/v1/traces"
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert HttpExporter(endpoint=url_b).export(spans) == SpanExportResult.SUCCESS
+        assert time.monotonic() - t0 < 20
+        assert SpanStore(tmp_path / "b").read("tok-run").num_rows == 50
+    finally:
+        for r in (run, run_dead, sink):
+            r.stop()
+        dead.close()
+
+
+def test_kill_9_mid_stream_loses_no_acknowledged_span(tmp_path):
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    c = Collector(tmp_path, "--run-id", "k9")
+    acked: list[set[str]] = [set(), set()]
+    batches = [encode_spans(_spans(50, f"k{i}")) for i in range(2)]
+
+    def sender(n: int):
+        req = batches[n]
+        session = requests.Session()
+        for j in range(100_000):
+            for k, s in enumerate(req.resource_spans[0].scope_spans[0].spans):
+                s.span_id = (n << 60 | j << 8 | k + 1).to_bytes(8, "big")
+            try:
+                r = session.post(c.url, data=req.SerializeToString(), headers=PROTO, timeout=10)
+            except requests.RequestException:
+                return
+            if r.status_code == 200:
+                acked[n].update(f"{n << 60 | j << 8 | k + 1:016x}" for k in range(50))
+
+    seen: list[int] = []
+
+    def reader():  # a reader querying while the collector writes
+        store = SpanStore(tmp_path)
+        while c.proc.poll() is None:
+            try:
+                ids = store.read("k9")["span_id"].to_pylist()
+            except SourceError:
+                continue  # nothing stored yet
+            assert len(ids) == len(set(ids))
+            seen.append(len(ids))
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(2)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    _wait_for(lambda: min(len(a) for a in acked[:2]) >= 1000 and len(seen) >= 3, timeout=60)
+    os.kill(c.proc.pid, signal.SIGKILL)
+    for t in threads:
+        t.join(30)
+    assert seen == sorted(seen) and seen[-1] > 0, "the reader saw spans vanish or none at all"
+    c.proc.wait(10)
+    c.proc.stderr.close()
+    want = acked[0] | acked[1]
+    c2 = Collector(tmp_path, "--run-id", "k9")  # restart replays the WAL
+    try:
+        got = SpanStore(tmp_path).read("k9")["span_id"].to_pylist()
+        assert len(got) == len(set(got)), "a span stored twice"
+        assert want <= set(got), f"{len(want - set(got))} acknowledged spans lost"
+        assert not list((tmp_path / "wal").glob("*.arrows"))  # compacted on restart
+    finally:
+        assert c2.stop() == 0
+    res = CliRunner().invoke(slo_main, ["runs", "--store", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    (info,) = json.loads(res.output)["runs"]
+    assert info["run_id"] == "k9" and info["spans"] == len(got)
+    res = CliRunner().invoke(slo_main, ["runs", "--store", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no span store" in res.output

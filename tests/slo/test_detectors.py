@@ -1,0 +1,322 @@
+"""Detectors over small generated span tables: each with a case it must catch and one it must not."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from slo.detectors import DEFAULTS, find_sensitive, luhn_ok, run_detectors
+from slo.errors import SpecError
+from slo.spans import make_row, table_from_rows
+
+MS = 1_000_000
+T0 = 1_764_000_000 * 1_000_000_000
+_ids = itertools.count(1)
+
+
+def sid() -> str:
+    return f"{next(_ids):016x}"
+
+
+class Trace:
+    """A tiny builder: spans with times in ms relative to the trace start."""
+
+    def __init__(self, offset_ms: float = 0.0, trace_id: str | None = None):
+        self.trace_id = trace_id or f"{next(_ids):032x}"
+        self.t0 = T0 + int(offset_ms * MS)
+        self.rows: list[dict] = []
+
+    def span(self, service, name, start, dur, parent="", kind="internal", attrs=None, span_id=None, **cols):
+        span_id = span_id or sid()
+        self.rows.append(make_row(
+            trace_id=self.trace_id, span_id=span_id, parent_span_id=parent, name=name,
+            start_ns=self.t0 + int(start * MS), end_ns=self.t0 + int((start + dur) * MS),
+            service=service, kind=kind, attributes=attrs or {}, **cols))
+        return span_id
+
+    def query(self, service, parent, start, dur, sql):
+        return self.span(service, sql.split()[0], start, dur, parent=parent, kind="client",
+                         attrs={"db.system": "sqlite", "db.statement": sql})
+
+
+def table(*traces: Trace):
+    return table_from_rows([r for t in traces for r in t.rows])
+
+
+def only(findings, detector):
+    return [f for f in findings if f["detector"] == detector]
+
+
+# ------------------------------------------------------------------ N+1
+
+def product_list(repeats: int, *, overlap: bool = False, dur: float = 0.1, offset: float = 0.0) -> Trace:
+    t = Trace(offset)
+    root = t.span("product-service", "GET /products", 0, 20, kind="server")
+    t.query("product-service", root, 0.5, 0.2, "SELECT id, name FROM products LIMIT 20")
+    for i in range(repeats):
+        start = 1 + (i * 0.05 if overlap else i * (dur + 0.05))
+        t.query("product-service", root, start, dur, f"select name from categories where id = {i}")
+    return t
+
+
+def test_n_plus_one_found_aggregated_across_traces():
+    traces = [product_list(20, offset=i * 50) for i in range(4)] + [product_list(8, offset=300)]
+    findings = only(run_detectors(table(*traces)), "n_plus_one")
+    assert len(findings) == 1
+    f = findings[0]
+    assert f["service"] == "product-service" and f["span"] == "GET /products"
+    assert f["statement"] == "SELECT NAME FROM CATEGORIES WHERE ID = ?"
+    assert f["count"] == 20 and f["traces"] == 5 and f["fails"] is True
+    assert f["trace_id"] in {t.trace_id for t in traces[:4]}
+    assert "20 times" in f["message"]
+
+
+def test_four_repeats_are_not_n_plus_one():
+    assert only(run_detectors(table(product_list(4))), "n_plus_one") == []
+
+
+def test_overlapping_queries_are_not_n_plus_one():
+    assert only(run_detectors(table(product_list(10, overlap=True))), "n_plus_one") == []
+
+
+def test_n_plus_one_total_time_floor():
+    tiny = product_list(6, dur=0.01)
+    assert only(run_detectors(table(tiny)), "n_plus_one") == []
+    found = run_detectors(table(tiny), {"n_plus_one": {"min_total_ms": 0.0, "fail": False}})
+    assert only(found, "n_plus_one")[0]["fails"] is False
+
+
+def test_repeats_under_different_parents_are_not_n_plus_one():
+    t = Trace()
+    root = t.span("product-service", "GET /products", 0, 20, kind="server")
+    for i in range(6):
+        parent = t.span("product-service", "load", 1 + i * 2, 1.5, parent=root)
+        t.query("product-service", parent, 1.1 + i * 2, 0.3, f"SELECT * FROM c WHERE id = {i}")
+    assert only(run_detectors(table(t)), "n_plus_one") == []
+
+
+# ------------------------------------------------------------------ serial fan-out
+
+def order(serial: bool, offset: float = 0.0, call_ms: float = 4.0) -> Trace:
+    t = Trace(offset)
+    root = t.span("order-service", "GET /orders/<int:order_id>", 0, 40, kind="server")
+    for i, svc in enumerate(["user-service", "product-service", "inventory-service", "promotion-service"]):
+        start = 1 + (i * (call_ms + 0.2) if serial else i * 0.1)
+        c = t.span("order-service", "GET", start, call_ms, parent=root, kind="client")
+        t.span(svc, f"GET /{svc}", start + 0.2, call_ms - 0.4, parent=c, kind="server")
+    return t
+
+
+def test_serial_fanout_found_with_saved_time():
+    findings = only(run_detectors(table(*(order(True, i * 100) for i in range(3)))), "serial_fanout")
+    assert len(findings) == 1
+    f = findings[0]
+    assert f["service"] == "order-service" and f["span"] == "GET /orders/<int:order_id>"
+    assert f["count"] == 4 and f["traces"] == 3
+    assert f["callees"] == ["user-service", "product-service", "inventory-service", "promotion-service"]
+    assert f["saved_ms"] == pytest.approx(12.0, abs=0.01)  # 4 x 4 ms serial vs 4 ms parallel
+    assert f["fails"] is True
+
+
+def test_parallel_calls_are_not_serial_fanout():
+    assert only(run_detectors(table(order(False))), "serial_fanout") == []
+
+
+def test_short_calls_do_not_make_a_serial_fanout():
+    assert only(run_detectors(table(order(True, call_ms=0.9))), "serial_fanout") == []
+
+
+def test_calls_far_apart_are_not_serial_fanout():
+    t = Trace()
+    root = t.span("order-service", "GET /x", 0, 200, kind="server")
+    for i, svc in enumerate(["a", "b", "c"]):
+        c = t.span("order-service", "GET", 1 + i * 50, 4, parent=root, kind="client")
+        t.span(svc, "GET /", 1.2 + i * 50, 3, parent=c, kind="server")
+    assert only(run_detectors(table(t)), "serial_fanout") == []
+
+
+# ------------------------------------------------------------------ broken traces
+
+def test_orphan_spans_are_a_broken_trace():
+    traces = []
+    for i in range(5):
+        t = Trace(i * 10)
+        t.span("user-service", "GET /users/<int:id>", 1, 3, parent=sid(), kind="server")
+        traces.append(t)
+    findings = only(run_detectors(table(*traces)), "broken_trace")
+    assert [(f["reason"], f["service"], f["count"]) for f in findings] == [
+        ("missing_parent", "user-service", 5)]
+
+
+def test_complete_traces_are_not_broken():
+    assert only(run_detectors(table(*(order(False, i * 50) for i in range(5)))), "broken_trace") == []
+
+
+def test_a_few_orphans_at_the_run_edge_are_tolerated():
+    traces = [order(False, i * 100) for i in range(100)]  # 10 s of traffic
+    late = Trace(100 * 100 - 50)  # still in flight when the run ended: root not exported
+    late.span("user-service", "GET /users/<int:id>", 1, 3, parent=sid(), kind="server")
+    assert only(run_detectors(table(*traces, late)), "broken_trace") == []
+    # The same orphans in the middle of the run are reported (min_traces lowered to 1).
+    mid = Trace(5000)
+    mid.span("user-service", "GET /users/<int:id>", 1, 3, parent=sid(), kind="server")
+    found = only(run_detectors(table(*traces, mid), {"broken_trace": {"min_traces": 1}}), "broken_trace")
+    assert [f["count"] for f in found] == [1]
+
+
+def split_order(offset: float) -> tuple[Trace, Trace]:
+    """order-service calls promotion-service without traceparent: two traces."""
+    t = Trace(offset)
+    root = t.span("order-service", "GET /orders/<int:order_id>", 0, 20, kind="server")
+    c = t.span("order-service", "GET", 2, 10, parent=root, kind="client",
+               attrs={"url.full": "http://127.0.0.1:8084/discounts?x=1"})
+    t2 = Trace(offset)
+    t2.span("promotion-service", "GET /discounts", 2.5, 9, kind="server",
+            attrs={"server.port": 8084})
+    return t, t2, c
+
+
+def test_split_traces_are_found_with_their_caller():
+    pairs = [split_order(i * 100) for i in range(4)]
+    findings = only(run_detectors(table(*(t for p in pairs for t in p[:2]))), "broken_trace")
+    assert len(findings) == 1
+    f = findings[0]
+    assert f["reason"] == "split_trace" and f["service"] == "promotion-service"
+    assert f["caller_service"] == "order-service" and f["count"] == 4
+    assert f["trace_id"] in {p[0].trace_id for p in pairs}
+    assert f["span_id"] in {p[2] for p in pairs}
+
+
+def test_root_server_span_without_a_dangling_caller_is_not_split():
+    traces = []
+    for i in range(4):
+        t = Trace(i * 100)  # a direct call to promotion-service: a legitimate root
+        t.span("promotion-service", "GET /discounts", 2.5, 9, kind="server", attrs={"server.port": 8084})
+        traces.append(t)
+        traces.append(order(False, i * 100))  # concurrent, healthy order traces
+    assert only(run_detectors(table(*traces)), "broken_trace") == []
+
+
+def test_split_needs_matching_port():
+    pairs = [split_order(i * 100) for i in range(4)]
+    rows = []
+    for a, b, _ in pairs:
+        rows += a.rows
+        for r in b.rows:
+            r = dict(r, attributes='{"server.port":9999}')
+            rows.append(r)
+    assert only(run_detectors(table_from_rows(rows)), "broken_trace") == []
+
+
+# ------------------------------------------------------------------ slow statements
+
+def stock(scan_ms: float, offset: float) -> Trace:
+    t = Trace(offset)
+    root = t.span("order-service", "GET /orders/<int:order_id>", 0, scan_ms + 5, kind="server")
+    s = t.span("inventory-service", "GET /stock", 1, scan_ms + 2, parent=root, kind="server")
+    t.query("inventory-service", s, 2, scan_ms, "SELECT qty FROM inventory WHERE product_id IN (1, 2)")
+    return t
+
+
+def test_slow_statement_found():
+    findings = only(run_detectors(table(*(stock(40, i * 100) for i in range(3)))), "slow_statement")
+    assert len(findings) == 1
+    f = findings[0]
+    assert f["statement"] == "SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)"
+    assert f["span"] == "GET /orders/<int:order_id>" and f["count"] == 3
+    assert f["share"] == pytest.approx(40 / 45, abs=0.01) and f["fails"] is False
+
+
+def test_fast_statement_is_not_slow():
+    assert only(run_detectors(table(*(stock(0.3, i * 100) for i in range(3)))), "slow_statement") == []
+
+
+# ------------------------------------------------------------------ sensitive data
+
+def test_luhn():
+    assert luhn_ok("4111111111111111")
+    assert not luhn_ok("4111111111111112")
+
+
+def test_sensitive_values():
+    kinds = [k for k, _ in find_sensitive("to jane.doe@example.com, Authorization: Bearer abcdef123456")]
+    assert kinds == ["email", "bearer_token"]
+    assert find_sensitive("card 4111 1111 1111 1111") == [("card_number", "4111 **** 1111")]
+    assert find_sensitive("card 4111 1111 1111 1112") == []  # Luhn-invalid
+    assert find_sensitive("order 1234567890123456") == []  # no card brand starts with 1
+    assert find_sensitive("trace a4111111111111111f") == []  # inside a longer token
+
+
+def test_sensitive_data_in_attributes():
+    t = Trace()
+    root = t.span("user-service", "GET /users/<int:id>", 0, 5, kind="server",
+                  attrs={"enduser.email": "jane@example.com", "http.route": "/users/<int:id>"})
+    t.span("payment", "charge", 1, 1, parent=root, attrs={"card": "4111-1111-1111-1111"})
+    t.span("payment", "charge", 3, 1, parent=root, attrs={"card": "4111-1111-1111-1112"})
+    findings = only(run_detectors(table(t)), "sensitive_data")
+    got = {(f["service"], f["attribute"], f["kind"], f["count"]) for f in findings}
+    assert got == {("user-service", "enduser.email", "email", 1),
+                   ("payment", "card", "card_number", 1)}
+    assert all("4111111111111111" not in f["message"] for f in findings)
+
+
+def test_clean_attributes_have_no_sensitive_data():
+    t = Trace()
+    t.span("user-service", "GET /users/<int:id>", 0, 5, kind="server",
+           attrs={"http.route": "/users/<int:id>", "user.id": 4111111111111112, "n": 5})
+    assert only(run_detectors(table(t)), "sensitive_data") == []
+
+
+# ------------------------------------------------------------------ config and shape
+
+def test_defaults_shape():
+    for name, opts in DEFAULTS.items():
+        assert isinstance(opts["fail"], bool), name
+        for key, value in opts.items():
+            if key.endswith("_ms") or key.endswith("_share"):
+                assert isinstance(value, float), (name, key)
+    assert {n for n, o in DEFAULTS.items() if o["fail"]} == {"n_plus_one", "broken_trace", "serial_fanout"}
+
+
+@pytest.mark.parametrize("config", [
+    {"nplusone": {}}, {"n_plus_one": {"min_cont": 3}}, {"n_plus_one": {"fail": "yes"}},
+    {"slow_statement": {"min_share": 1.5}}, {"serial_fanout": {"min_calls": -1}},
+])
+def test_bad_config_is_a_spec_error(config):
+    with pytest.raises(SpecError):
+        run_detectors(table(order(True)), config)
+
+
+def test_findings_are_json_ready_and_complete():
+    import json
+    traces = [order(True, i * 100) for i in range(3)] + [product_list(6, offset=400)]
+    findings = run_detectors(table(*traces))
+    assert {f["detector"] for f in findings} == {"serial_fanout", "n_plus_one"}
+    for f in findings:
+        json.dumps(f)
+        assert {"detector", "service", "span", "statement", "count", "trace_id", "span_id",
+                "message", "fails", "saved_ms"} <= set(f)
+
+
+def test_empty_table():
+    assert run_detectors(table()) == []
+
+
+def test_serial_fanout_names_a_callee_without_child_span_by_its_port():
+    traces = []
+    for i in range(3):
+        t = Trace(i * 100)
+        root = t.span("order-service", "GET /orders/<int:order_id>", 0, 40, kind="server")
+        for k, svc in enumerate(["user-service", "product-service", None]):
+            port = 8081 + k
+            c = t.span("order-service", "GET", 1 + k * 4.2, 4, parent=root, kind="client",
+                       attrs={"url.full": f"http://127.0.0.1:{port}/x"})
+            if svc:
+                t.span(svc, "GET /x", 1.2 + k * 4.2, 3.6, parent=c, kind="server")
+        split = Trace(i * 100)  # the third call started its own trace
+        split.span("promotion-service", "GET /discounts", 9.8, 3, kind="server",
+                   attrs={"server.port": 8083, "http.route": "/discounts"})
+        traces += [t, split]
+    f = only(run_detectors(table(*traces)), "serial_fanout")[0]
+    assert f["callees"] == ["user-service", "product-service", "promotion-service"]

@@ -1,0 +1,101 @@
+"""Latency attribution by critical self time, culprits and count explanations."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from slo.explain import attribute_latency, culprit, describe, explain_counts, group_of, profile
+
+
+def sp(sid, parent, service, name, start, dur, sql=None):
+    attrs = {"db.statement": sql} if sql else {}
+    return {"span_id": sid, "parent_span_id": parent, "service": service, "name": name,
+            "kind": "client" if sql else "server", "start_ms": start, "duration_ms": dur,
+            "status": "unset", "attributes": attrs}
+
+
+def order_trace(i: int, stock_ms: float, promo_ms: float = 3.0, repeats: int = 1) -> dict:
+    """order -> (user, inventory, promotion) in parallel; inventory runs a stock query."""
+    spans = [
+        sp("root", "", "order-service", "GET /orders/<int:order_id>", 0, 0),
+        sp("c1", "root", "order-service", "GET", 1, 4),
+        sp("u", "c1", "user-service", "GET /users/<int:id>", 1.2, 3.5),
+        sp("c2", "root", "order-service", "GET", 1, stock_ms + 2 + repeats * 0.2),
+        sp("inv", "c2", "inventory-service", "GET /stock", 1.2, stock_ms + 1.5 + repeats * 0.2),
+        sp("q", "inv", "inventory-service", "SELECT", 1.5, stock_ms,
+           f"SELECT qty FROM inventory WHERE product_id IN ({i}, {i + 1})"),
+        sp("c3", "root", "order-service", "GET", 1, promo_ms + 0.5),
+        sp("p", "c3", "promotion-service", "GET /discounts", 1.2, promo_ms),
+    ]
+    for k in range(repeats - 1):
+        spans.append(sp(f"r{k}", "inv", "inventory-service", "SELECT", 1.5 + stock_ms + k * 0.2, 0.15,
+                        f"SELECT name FROM categories WHERE id = {k}"))
+    end = max(s["start_ms"] + s["duration_ms"] for s in spans)
+    spans[0]["duration_ms"] = end + 1
+    return {"trace_id": f"{i:032x}", "spans": spans}
+
+
+def runs(stock_ms: float, n: int = 40, seed: int = 1, **kw) -> list[dict]:
+    rng = random.Random(seed)
+    return [order_trace(i, stock_ms * rng.uniform(0.9, 1.1), **kw) for i in range(n)]
+
+
+def test_group_of_normalizes_statements():
+    q = sp("q", "x", "inventory-service", "SELECT", 0, 1, "select qty from inventory where product_id in (1,2,3)")
+    assert group_of(q) == ("inventory-service", "SELECT", "SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)")
+    assert group_of(sp("a", "", "s", "GET /x", 0, 1)) == ("s", "GET /x", None)
+
+
+def test_slower_statement_gets_the_added_time():
+    contributions = attribute_latency(runs(0.3), runs(40, seed=2))
+    top = contributions[0]
+    assert top["service"] == "inventory-service"
+    assert top["statement"] == "SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)"
+    assert top["baseline_ms"] == pytest.approx(0.3, rel=0.15)
+    assert top["candidate_ms"] == pytest.approx(40, rel=0.15)
+    assert top["share"] > 0.9
+    assert sum(c["share"] for c in contributions) <= 1.0 + 1e-6
+    text = describe(contributions)
+    assert text.startswith("inventory-service `SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)`: p50 0.3")
+    assert "about 9" in text and "% of the added time" in text
+
+
+def test_off_critical_path_slowdown_is_not_blamed():
+    # Promotion gets slower but stays shorter than the inventory branch: no user-visible cost.
+    base = runs(30, promo_ms=3)
+    cand = runs(30, promo_ms=20, seed=1)
+    assert all(c["service"] != "promotion-service" for c in attribute_latency(base, cand))
+    # ...and once it is the slowest branch it is blamed.
+    cand = runs(30, promo_ms=80, seed=1)
+    assert attribute_latency(base, cand)[0]["service"] == "promotion-service"
+
+
+def test_no_change_means_no_contributions():
+    same = runs(5)
+    assert attribute_latency(same, same) == []
+    assert "No span group" in describe([])
+
+
+def test_profile_is_json_ready():
+    import json
+    p = profile(runs(1, n=5))
+    json.loads(json.dumps(p))
+    assert p["traces"] == 5 and p["groups"]
+
+
+def test_culprit_is_the_largest_critical_self_time():
+    t = order_trace(1, 40)
+    assert culprit(t) == "q"
+    assert culprit({"spans": []}) is None
+
+
+def test_explain_counts_names_the_repeating_statement():
+    base = [order_trace(i, 1, repeats=1) for i in range(10)]
+    cand = [order_trace(i, 1, repeats=21) for i in range(10)]
+    text = explain_counts(base, cand)
+    assert text.startswith("inventory-service `SELECT NAME FROM CATEGORIES WHERE ID = ?` now runs 20 times per request")
+    assert "baseline 0" in text
+    assert "p50 1 -> 21" in text
+    assert explain_counts(base, base).startswith("No statement")

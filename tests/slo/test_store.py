@@ -1,0 +1,140 @@
+"""The span store: WAL + Parquet, torn tails, recovery, readers during writes and compaction."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from slo.errors import SourceError
+from slo.spans import SCHEMA, make_row, table_from_rows
+from slo.store import SpanStore, StoreWriter
+
+
+def _table(run_id, n, start=0, trace_every=10, tag="a"):
+    return table_from_rows(
+        make_row(trace_id=f"{(start + i) // trace_every + 1:032x}", span_id=f"{start + i + 1:016x}",
+                 name=f"{tag}{i}", start_ns=1_000_000 + start + i, end_ns=2_000_000 + start + i,
+                 run_id=run_id, attributes={"i": start + i})
+        for i in range(n)
+    )
+
+
+def test_write_read_runs_and_compaction(tmp_path):
+    w = StoreWriter(tmp_path, idle_seconds=0)
+    w.append(_table("r1", 30))
+    w.append(_table("r2", 5, start=100))
+    s = SpanStore(tmp_path)
+    # visible before compaction (WAL)
+    assert s.read("r1").num_rows == 30
+    assert s.latest_run_id() == "r2"
+    w.maintain()  # idle -> compacted into per-run Parquet
+    assert not list((tmp_path / "wal").glob("*.arrows"))
+    files = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/*.parquet"))
+    assert files == ["run=r1", "run=r2"]
+    runs = {r.run_id: r for r in s.runs()}
+    assert (runs["r1"].spans, runs["r1"].traces) == (30, 3)
+    assert (runs["r2"].start_ns, runs["r2"].end_ns) == (1_000_100, 2_000_104)
+    t = s.read(["r1", "r2"], start_ns=1_000_010, end_ns=1_000_020)
+    assert t.num_rows == 10 and t.schema == SCHEMA
+    assert s.read(None).num_rows == 5  # latest run
+    # the Parquet is plain: DuckDB reads it as it is
+    con = duckdb.connect()
+    n = con.execute(f"select count(*) from read_parquet('{tmp_path}/runs/*/*.parquet')").fetchone()
+    assert n == (35,)
+    con.close()
+    assert s.sql("select count(*) as n from spans where name like 'a1%'", "r1")["n"][0].as_py() == 11
+    w.close()
+
+
+def test_unknown_run_and_missing_store_are_source_errors(tmp_path):
+    with pytest.raises(SourceError, match="no span store"):
+        SpanStore(tmp_path / "nope").runs()
+    w = StoreWriter(tmp_path)
+    with pytest.raises(SourceError, match="no spans"):
+        SpanStore(tmp_path).read()
+    w.append(_table("known", 2))
+    with pytest.raises(SourceError, match="'known'"):
+        SpanStore(tmp_path).read("other")
+    w.close()
+
+
+def test_torn_tail_is_ignored_and_recovered_exactly_once(tmp_path):
+    w = StoreWriter(tmp_path)
+    w.append(_table("r", 10))
+    w.append(_table("r", 10, start=10))
+    seg = next((tmp_path / "wal").glob("*.arrows"))
+    # simulate kill -9 mid-write: a partial third batch at the end
+    with open(seg, "ab") as f:
+        f.write(b"\xff\xff\xff\xff\x10\x01\x00\x00garbage")
+    assert SpanStore(tmp_path).read("r").num_rows == 20
+    # a new writer (restart) compacts the leftover segment, nothing lost or doubled
+    w2 = StoreWriter(tmp_path)
+    assert not list((tmp_path / "wal").glob("*.arrows"))
+    w2.append(_table("r", 5, start=20))
+    t = SpanStore(tmp_path).read("r")
+    assert t.num_rows == 25 and len(set(t["span_id"].to_pylist())) == 25
+    w2.close()
+    # a crash after writing Parquet but before deleting the WAL: compaction again, no dupes
+    w3 = StoreWriter(tmp_path)
+    w3.append(_table("r", 3, start=40))
+    seg = next((tmp_path / "wal").glob("*.arrows"))
+    keep = seg.read_bytes()
+    w3.close()
+    seg.write_bytes(keep)
+    assert SpanStore(tmp_path).read("r").num_rows == 28
+    StoreWriter(tmp_path).close()
+    assert SpanStore(tmp_path).read("r").num_rows == 28
+
+
+def test_reader_while_writer_writes_and_compacts(tmp_path):
+    w = StoreWriter(tmp_path, segment_bytes=20_000, idle_seconds=0.0)
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def reader():
+        s = SpanStore(tmp_path)
+        while not stop.is_set():
+            try:
+                t = s.read("r") if s.runs() else None
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+                return
+            if t is not None:
+                ids = t["span_id"].to_pylist()
+                assert len(ids) == len(set(ids)), "a span seen twice"
+                seen.append(len(ids))
+
+    th = threading.Thread(target=reader)
+    th.start()
+    total = 0
+    for i in range(60):
+        w.append(_table("r", 50, start=i * 50))
+        total += 50
+        if i % 7 == 0:
+            w.maintain()
+    w.close()
+    stop.set()
+    th.join()
+    assert not errors, errors
+    assert seen and seen == sorted(seen), "a reader saw spans disappear"
+    assert SpanStore(tmp_path).read("r").num_rows == total
+    assert sum(pq.read_metadata(p).num_rows for p in (tmp_path / "runs").glob("*/*.parquet")) == total
+
+
+def test_run_meta_roundtrip_and_odd_run_ids(tmp_path):
+    w = StoreWriter(tmp_path)
+    odd = "../x/" + "é" * 200
+    w.append(_table(odd, 3))
+    w.append(_table("", 2, start=10))
+    w.close()
+    s = SpanStore(tmp_path)
+    assert s.read(odd).num_rows == 3
+    assert s.latest_run_id() == odd  # a named run wins over spans without a run id
+    assert s.read("").num_rows == 2
+    s.write_run_meta(odd, {"users": 20, "start": "2026-01-01"})
+    assert s.read_run_meta(odd) == {"users": 20, "start": "2026-01-01"}
+    assert s.read_run_meta("nothing") is None
