@@ -199,6 +199,9 @@ def main() -> int:
     print(f"collector peak memory (VmHWM): {peak:.0f} MiB; clean stop + compaction "
           f"{flush:.1f} s (exit {code})")
     print(f"spans acknowledged {acked:,}, stored {stored:,}, lost {lost}")
+    print(f"goal 100,000 spans/s: {'met' if rate >= 100_000 else 'not met'} on the wall clock "
+          f"here ({rate:,.0f}); the collector's rate per CPU-second is "
+          f"{r['acked'] / max(cpu, 1e-9):,.0f} (what one free core would give)")
     return 1 if lost or code else 0
 
 

@@ -20,11 +20,9 @@ from loadtests import catalog, slo_plugin  # noqa: F401  (slo_plugin registers i
 from loadtests.context import TRACER
 
 
-class ShopUser(FastHttpUser):
-    """A shopper: mostly looks at orders, browses products, checks stock, sometimes signs up."""
-
+class _Journeys(FastHttpUser):
+    abstract = True
     host = catalog.DEFAULT_HOST
-    wait_time = between(0.05, 0.3)
 
     def on_start(self) -> None:
         self.urls = catalog.service_urls(self.host or catalog.DEFAULT_HOST)
@@ -41,6 +39,12 @@ class ShopUser(FastHttpUser):
 
     def _get(self, service: str, path: str, name: str) -> None:
         self._request("GET", service, path, name)
+
+
+class ShopUser(_Journeys):
+    """A shopper: mostly looks at orders, browses products, checks stock and discounts."""
+
+    wait_time = between(0.05, 0.3)
 
     @task(40)
     def order_detail(self) -> None:
@@ -73,7 +77,19 @@ class ShopUser(FastHttpUser):
     def profile(self) -> None:
         self._get("user-service", f"/users/{catalog.user_id(self.rng)}", "/users/[id]")
 
-    @task(2)
+
+
+class NewCustomer(_Journeys):
+    """New customers arriving: sign up, then look at their profile.
+
+    One such user (fixed_count) gives sign-ups a steady trickle, as in a shop, so that even a
+    few seconds of load holds enough of them to check (a rare random task could draw none).
+    """
+
+    fixed_count = 1
+    wait_time = between(0.2, 0.5)
+
+    @task
     def sign_up(self) -> None:
         n = self.rng.getrandbits(48)
         self._request(
@@ -83,3 +99,4 @@ class ShopUser(FastHttpUser):
             "/users (sign-up)",
             json={"name": f"Load Tester {n}", "email": f"load-{n}@example.test"},
         )
+        self._get("user-service", f"/users/{catalog.user_id(self.rng)}", "/users/[id]")

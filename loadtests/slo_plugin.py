@@ -25,7 +25,13 @@ from typing import Any
 
 import gevent
 from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_INIT,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from loadtests import live
 from loadtests.context import CURRENT, TRACER, new_run_id
@@ -220,9 +226,14 @@ def _run_meta(environment: Any, run: dict[str, Any]) -> dict[str, Any]:
 @events.quitting.add_listener
 def _on_quitting(environment: Any, **_kw: Any) -> None:
     """The master's (or single process's) verdict becomes Locust's exit code."""
-    TRACER.flush()
     if isinstance(environment.runner, WorkerRunner) or not STATE.get("runs"):
+        TRACER.flush()
         return
+    if environment.runner.state not in (STATE_INIT, STATE_STOPPED, STATE_STOPPING):
+        # Ctrl-C/SIGTERM during a test: Locust quits before it stops the users; stop them
+        # now, or the run would keep growing while we wait for its spans
+        environment.runner.stop()
+    TRACER.flush()
     run = STATE["runs"][-1]
     if not run.get("end_ns"):
         run["end_ns"] = time.time_ns()

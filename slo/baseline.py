@@ -40,7 +40,9 @@ def save_baseline(baseline: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write atomically (a half-written baseline must never be read back); `.gz` compresses."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(baseline, separators=(",", ":"), allow_nan=False).encode()
+    from slo.report import strict_json
+
+    data = json.dumps(strict_json(baseline), separators=(",", ":"), allow_nan=False).encode()
     if p.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", dir=p.parent)

@@ -15,6 +15,7 @@ increase in proportion.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -37,9 +38,10 @@ from slo.stats import (
     mann_whitney_greater,
     percentile,
     proportion_greater,
+    tail_greater,
 )
 from slo.traces import nearest, spread, subtree, trace_dict
-from slo.tree import CountStats, RunIndex
+from slo.tree import CountStats, RunIndex, index_for
 
 #: Traces per SLO sampled (evenly over the latency ranks) to attribute latency.
 ATTRIBUTION_TRACES = 40
@@ -114,6 +116,7 @@ def summarize_slo(ix: RunIndex, ev: SloEval, trace_rows: dict[str, list[dict]]
                   ) -> dict[str, Any]:
     """What a baseline keeps of one SLO: distributions, counts, statements, a profile."""
     out: dict[str, Any] = {
+        "select": ev.slo.select.as_dict(),
         "samples": ev.n,
         "errors": int(ev.errors.sum()),
         "latency": _latency_summary(ev.durations),
@@ -178,7 +181,7 @@ def summarize_run(spec: Spec, spans: pa.Table, run_id: str | None = None,
                   run_meta: dict | None = None, *, ix: RunIndex | None = None
                   ) -> dict[str, Any]:
     """Everything a later comparison needs of a run, as JSON-able data (a baseline's body)."""
-    ix = ix or RunIndex(spans)
+    ix = ix or index_for(spans)
     run_id = run_id or detect_run_id(spans)
     evals = [evaluate(ix, s) for s in spec.slos]
     needed: set[str] = set()
@@ -233,7 +236,7 @@ class _Check:
     def __init__(self, spec: Spec, spans: pa.Table, baseline: dict | None,
                  run_meta: dict | None, run_id: str | None):
         self.spec = spec
-        self.ix = RunIndex(spans)
+        self.ix = index_for(spans)
         self.baseline = baseline
         self.run_id = run_id or (run_meta or {}).get("run_id") or detect_run_id(spans)
         self.run_meta = run_meta
@@ -257,8 +260,9 @@ class _Check:
              "trace_id": None, "baseline_trace_id": None, "p_value": None,
              "significant": None, "contributions": [], "_row": exemplar_row}
         r.update(extra)
-        if exemplar_row is not None:
+        if exemplar_row is not None:  # the exemplar: its trace, and the selected span in it
             r["trace_id"] = self.tid(exemplar_row)
+            r["span_id"] = self.sid(exemplar_row)
             self.need_traces.add(r["trace_id"])
         self.results.append(r)
         return r
@@ -281,7 +285,6 @@ class _Check:
             codes, values = self.ix.codes("name")
             names = sorted({values[c] for c in np.unique(codes[mask])})
         if names and sel.span is not None:
-            import difflib
             close = difflib.get_close_matches(sel.span, names, n=3, cutoff=0.5)
             shown = close or names[:5]
             return msg + f"; span names of that service include: " \
@@ -374,6 +377,12 @@ class _Check:
                             f"The baseline has no samples of SLO {slo.name!r}: nothing to "
                             "compare with (re-record the baseline with this spec).")
                 continue
+            if base.get("select", slo.select.as_dict()) != slo.select.as_dict():
+                self.result(slo, name, "regression", "no_data", None, threshold, unit, ev.n,
+                            f"The baseline selected other spans for SLO {slo.name!r} "
+                            f"({base['select']}, now {slo.select.as_dict()}): not comparable; "
+                            "re-record the baseline with this spec.")
+                continue
             getattr(self, f"regress_{what}")(ev, base, threshold, name)
 
     def regress_latency(self, ev: SloEval, base: dict, threshold: float, name: str) -> None:
@@ -384,30 +393,35 @@ class _Check:
         mwu = mann_whitney_greater(b_samples, ev.durations, reg.alpha, reg.min_samples)
         welch = _welch_greater(bl, cand, ev.n, int(base["samples"]), reg.alpha,
                                reg.min_samples)
-        failing, parts = None, []
+        tail = tail_greater(b_samples, ev.durations, 90.0, reg.alpha)
+        tests = {"p50": mwu, "p90": tail, "mean": welch}
+        failing, exceeded, parts = None, [], []
         for stat in REGRESSION_STATS:
             b, c = bl.get(stat), cand.get(stat)
             if b is None or c is None:
                 continue
             rel = (c - b) / b if b > 0 else (math.inf if c > 0 else 0.0)
-            exceeded = rel > threshold and (c - b) > reg.latency_min_ms
-            test = welch if stat == "mean" else mwu
+            test = tests[stat]
             parts.append(f"{stat} {fmt_ms(b)} -> {fmt_ms(c)} ({_pct(rel) if b > 0 else 'new'})")
-            if exceeded and test.significant and failing is None:
-                failing = (stat, b, c, test)
+            if rel > threshold and (c - b) > reg.latency_min_ms:
+                exceeded.append(stat)
+                if test.significant and failing is None:
+                    failing = (stat, b, c, test)
         stat, b, c, test = failing or ("p50", bl.get("p50"), cand.get("p50"), mwu)
+        limit = f"{threshold * 100:g}% and {fmt_ms(reg.latency_min_ms)}"
         text = "Latency " + ", ".join(parts) + "."
         if failing:
-            text += (f" {stat} slower by more than {threshold * 100:g}% and "
-                     f"{fmt_ms(reg.latency_min_ms)}, {test.note}.")
+            text += f" {stat} slower by more than {limit}, {test.note}."
+        elif not exceeded:
+            text += f" Within the threshold (slower by more than {limit} fails)."
         else:
-            why = []
-            if mwu.p_value is None:
-                why.append(mwu.note)
-            else:
-                why.append(f"median shift {mwu.note}; mean shift {welch.note}")
-            text += (f" Within the {threshold * 100:g}% threshold or not significant: "
-                     + "; ".join(why) + ".")
+            notes = "; ".join(f"{s}: {tests[s].note}" for s in exceeded)
+            verdict = ("no verdict on latency" if all(tests[s].p_value is None
+                                                      for s in exceeded)
+                       else "noise, not a regression")
+            text += (f" {', '.join(exceeded)} slower by more than {limit}, but {notes}: "
+                     f"{verdict}.")
+            test = tests[exceeded[0]]
         # The exemplar shows the slow-down: at the failing percentile, or deep in the tail
         # when the mean moved (a tail regression: only some requests got slower).
         q = {"p50": 50, "p90": 90, "mean": 99}[stat]
@@ -516,12 +530,15 @@ class _Check:
         for ev in evals:
             for o in ev.slo.objectives:
                 self.objective(ev, o)
+                self.results[-1]["baseline"] = _baseline_value(
+                    base_slos.get(ev.slo.name) if self.baseline else None, o)
             if self.baseline is not None:
                 self.regressions(ev, base_slos.get(ev.slo.name))
         findings = run_detectors(ix.table, spec.detectors)
-        for f in findings:
-            if f.get("trace_id"):
-                self.need_traces.add(f["trace_id"])
+        for f in findings:  # the evidence, and the other half of a split trace
+            for key, value in f.items():
+                if key.endswith("trace_id") and isinstance(value, str) and value:
+                    self.need_traces.add(value)
         by_name = {ev.slo.name: ev for ev in evals}
         attribute = [r for r in self.results if r.get("_attribute")]
         shown = set(self.need_traces)
@@ -583,6 +600,18 @@ def _num(v: Any) -> float | None:
         return None
     v = float(v)
     return None if math.isnan(v) else (round(v, 6) if math.isfinite(v) else None)
+
+
+def _baseline_value(base: dict | None, o: Objective) -> float | None:
+    """The objective's value in the baseline run, for context beside the budget."""
+    if not base or not base.get("samples"):
+        return None
+    if o.percentile is not None:
+        key = "max" if o.percentile == 100 else f"p{o.percentile:g}"
+        return _num((base.get("latency") or {}).get(key))
+    if o.name == "error_rate":
+        return _num(base.get("errors", 0) / base["samples"])
+    return _num((base.get(o.name) or {}).get("max"))
 
 
 def _welch_greater(base: dict, cand: dict, cand_n: int, base_n: int, alpha: float,

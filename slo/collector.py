@@ -14,15 +14,20 @@ Why these choices:
 
 from __future__ import annotations
 
+import contextlib
+import hmac
+import itertools
 import logging
-import queue
+import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from slo import otlp
@@ -48,8 +53,9 @@ class CollectorConfig:
     token: str | None = None
     forward: str | None = None
     max_body: int = otlp.DEFAULT_MAX_BODY
-    max_requests: int = 16  # requests in flight at once (reading, waiting, decoding)
+    max_requests: int = 8  # requests in flight at once (reading, waiting, decoding)
     max_inflight_bytes: int = 64 * 1024 * 1024  # request bodies held at once
+    max_connections: int = 256  # open HTTP connections (a thread each)
     segment_bytes: int = 32 * 1024 * 1024
     idle_seconds: float = 2.0
 
@@ -83,7 +89,8 @@ class Collector:
         self._inflight_bytes = 0
         self._decode_lock = threading.Lock()
         self.closing = False
-        self.forwarder = Forwarder(config.forward) if config.forward else None
+        self.forwarder = (Forwarder(config.forward, Path(config.store) / "forward")
+                          if config.forward else None)
 
     # -------------------------------------------------------------- admission
     def admit(self, nbytes: int) -> None:
@@ -105,7 +112,9 @@ class Collector:
     def authorized(self, header: str | None) -> bool:
         if not self.config.token:
             return True
-        return header == f"Bearer {self.config.token}"
+        scheme, _, token = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.config.token.encode())
 
     # -------------------------------------------------------------- ingest
     def ingest_body(
@@ -129,7 +138,8 @@ class Collector:
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new requests (503), let those in flight finish, flush everything."""
-        self.closing = True
+        with self._admit_lock:  # after this, no request is admitted
+            self.closing = True
         deadline = time.monotonic() + timeout
         while self._inflight and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -190,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
                 n = int(line.split(b";")[0].strip(), 16)
             except ValueError:
                 return None
+            if n < 0:
+                return None
             if n == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
@@ -197,7 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
             size += n
             if size > limit:
                 raise otlp.PayloadTooLarge(f"request body is larger than {limit} bytes")
-            parts.append(self.rfile.read(n))
+            chunk = self.rfile.read(n)
+            if len(chunk) < n:
+                return None  # the sender went away mid-chunk
+            parts.append(chunk)
             self.rfile.readline(16)
 
     def _discard(self, n: int) -> None:
@@ -214,8 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         length_h = self.headers.get("Content-Length")
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        try:
-            length = int(length_h) if length_h is not None else None
+        try:  # with chunked transfer encoding, Content-Length is ignored (RFC 9112)
+            length = int(length_h) if length_h is not None and not chunked else None
         except ValueError:
             length = -1
         if length is not None and length < 0:
@@ -288,14 +303,45 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """Thread per connection, but never more than `max_connections` of them: a sender that
+    opens connections without end gets 503 on the extra ones, not a thread each."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    max_connections = 256
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def make_http_server(collector: Collector, host: str, port: int) -> ThreadingHTTPServer:
     handler = type("Handler", (_Handler,), {"collector": collector})
-    return _HTTPServer((host, port), handler)
+    server_class = type("HTTPServer", (_HTTPServer,),
+                        {"max_connections": collector.config.max_connections})
+    return server_class((host, port), handler)
 
 
 # ------------------------------------------------------------------------- gRPC
@@ -343,7 +389,8 @@ def make_grpc_server(collector: Collector, host: str, port: int) -> tuple[Any, i
         futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="otlp-grpc"),
         maximum_concurrent_rpcs=collector.config.max_requests,
         options=[("grpc.max_receive_message_length", limit),
-                 ("grpc.max_send_message_length", 1 << 20)],
+                 ("grpc.max_send_message_length", 1 << 20),
+                 ("grpc.so_reuseport", 0)],  # a second collector must not share the port
     )
     handler = grpc.method_handlers_generic_handler(
         "opentelemetry.proto.collector.trace.v1.TraceService",
@@ -362,71 +409,114 @@ def make_grpc_server(collector: Collector, host: str, port: int) -> tuple[Any, i
 class Forwarder:
     """Sends what was received on to another OTLP/HTTP endpoint, off the ingest path.
 
-    A bounded queue (bytes) decouples it from ingest: a slow or dead endpoint never slows the
-    collector; failed sends are retried with back-off while the queue has room, and when it
-    is full the oldest payloads are dropped and counted (the store keeps everything).
+    Every payload is first spooled to a file under the store (`forward/`), then sent by a
+    background thread, oldest first, with back-off while the endpoint is down. So a slow or
+    dead endpoint never slows ingest, nothing is lost when it comes back (even across a
+    restart or a kill -9 of the collector), and memory stays flat. Only when the spool passes
+    `max_spool_bytes` are the oldest payloads dropped, and counted.
     """
 
-    def __init__(self, url: str, max_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, url: str, spool_dir: str | Path, max_spool_bytes: int = 1 << 30):
         url = url.rstrip("/")
         self.url = url if url.endswith(TRACES_PATH) else url + TRACES_PATH
-        self.max_bytes = max_bytes
-        self._q: queue.Queue[tuple[bytes, str] | None] = queue.Queue()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self.spool = Path(spool_dir)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        for tmp in self.spool.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        self.max_spool_bytes = max_spool_bytes
+        self._files: deque[Path] = deque(sorted(
+            p for p in self.spool.iterdir() if p.suffix in (".pb", ".json")))
+        self._bytes = sum(p.stat().st_size for p in self._files)
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._sending: Path | None = None
         self.dropped = 0
         self.sent = 0
         self.failing = False
+        self._closing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otlp-forward", daemon=True)
         self._thread.start()
 
     def submit(self, body: bytes, content_type: str) -> None:
-        with self._lock:
-            while self._bytes + len(body) > self.max_bytes and not self._q.empty():
-                try:
-                    old = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if old is not None:
-                    self._bytes -= len(old[0])
-                    self.dropped += 1
+        ext = ".json" if otlp.is_json(content_type) else ".pb"
+        path = self.spool / f"{time.time_ns():020d}-{next(self._seq):08d}{ext}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, path)
+        with self._cond:
+            self._files.append(path)
             self._bytes += len(body)
-            self._q.put((body, content_type))
+            while self._bytes > self.max_spool_bytes and len(self._files) > 1:
+                old = self._files[0] if self._files[0] != self._sending else self._files[1]
+                self._files.remove(old)
+                self._drop(old)
+            self._cond.notify()
+
+    def _drop(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._bytes -= path.stat().st_size
+            path.unlink()
+        self.dropped += 1
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._files)
 
     def _run(self) -> None:
         import requests
 
         session = requests.Session()
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            body, ctype = item
-            delay = 0.2
-            while not self._stop.is_set():
+        delay = 0.2
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._files and not self._closing:
+                    self._cond.wait(0.5)
+                if not self._files:
+                    return  # closing, all sent
+                path = self._sending = self._files[0]
+            try:
+                body = path.read_bytes()
+            except FileNotFoundError:
+                body = None
+            ok = body is None
+            if body is not None:
+                ctype = "application/json" if path.suffix == ".json" else \
+                    "application/x-protobuf"
                 try:
                     r = session.post(self.url, data=body, headers={"Content-Type": ctype},
                                      timeout=10)
-                    if r.status_code < 500 and r.status_code not in (408, 429):
-                        self.failing = False
-                        break
+                    # 4xx other than 408/429 will never succeed: drop rather than block
+                    ok = r.status_code < 500 and r.status_code not in (408, 429)
                 except requests.RequestException:
-                    pass
+                    ok = False
+            with self._cond:
+                self._sending = None
+                if ok:
+                    if self._files and self._files[0] == path:
+                        self._files.popleft()
+                    with contextlib.suppress(FileNotFoundError):
+                        self._bytes -= len(body or b"")
+                        path.unlink()
+                    self.sent += body is not None
+                    self.failing = False
+                    delay = 0.2
+                    continue
                 self.failing = True
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-            with self._lock:
-                self._bytes -= len(body)
-            self.sent += 1
+            self._stop.wait(delay)
+            delay = min(delay * 2, 5.0)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Give queued payloads `timeout` seconds to go out (none if the target is down)."""
-        self._q.put(None)
+        """Give spooled payloads `timeout` seconds to go out (none if the target is down);
+        what is left stays in the spool and is sent after the next start."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
         if self.failing:
             self._stop.set()
         self._thread.join(timeout)
         self._stop.set()
+        self._thread.join(timeout)
 
 
 # ------------------------------------------------------------------------- running
@@ -478,13 +568,32 @@ class Running:
 def start(config: CollectorConfig) -> Running:
     """Recover the store, bind both receivers and start serving (in background threads)."""
     collector = Collector(config)
-    http = make_http_server(collector, config.host, config.port)
+    try:
+        http = make_http_server(collector, config.host, config.port)
+    except OSError as e:
+        collector.close()
+        raise OSError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}") from None
     grpc_server, grpc_port = None, None
+    if config.grpc_port > 0:  # say "address in use" plainly, before gRPC logs its own error
+        import socket
+
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.host, config.grpc_port))
+        except OSError as e:
+            http.server_close()
+            collector.close()
+            raise OSError(f"cannot listen on {config.host}:{config.grpc_port}: "
+                          f"{e.strerror or e}") from None
+        finally:
+            probe.close()
     if config.grpc_port >= 0:
         try:
             grpc_server, grpc_port = make_grpc_server(collector, config.host, config.grpc_port)
         except RuntimeError as e:
             http.server_close()
+            collector.close()
             raise OSError(f"cannot listen on {config.host}:{config.grpc_port}: {e}") from None
         grpc_server.start()
     return Running(collector, http, grpc_server, grpc_port)

@@ -5,8 +5,9 @@ between baseline and candidate is attributed to span groups (service + span name
 normalized statement for DB spans) by their critical-path self time: only time on the
 critical path costs the user anything, and critical self times add up to the request's
 duration, so a group's share of the added time is well defined. Per group and run we keep
-the per-trace p50 (what the sentence shows: "p50 0.3 ms -> 41 ms") and the per-trace mean
-(additive across groups, so it is what the shares are computed from).
+the p50 of its own time, per request and per single span (what the sentence shows: "p50
+0.3 ms -> 41 ms"), and the per-request mean of its critical self time (additive across
+groups, so it is what the shares are computed from).
 
 `profile()` condenses traces into a small JSON-able dict, so a saved baseline can carry it
 instead of raw traces; `attribute_profiles()` compares two profiles.
@@ -66,6 +67,7 @@ def profile(traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     own_rows: list[dict[str, float]] = []
     groups: dict[str, Group] = {}
     durations: list[float] = []
+    span_own: dict[str, list[float]] = defaultdict(list)  # own time of each single span
     for trace in traces:
         crit = self_times(trace)
         own = exclusive_segments(trace)
@@ -78,7 +80,9 @@ def profile(traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             g = group_of(s)
             k = _key(g)
             groups.setdefault(k, g)
-            own_segs[k] += own.pop(sid)
+            segs = own.pop(sid)
+            own_segs[k] += segs
+            span_own[k].append(union_ms(segs))
             crit_sums[k] += crit.get(sid, 0.0)
         crit_rows.append(crit_sums)
         # Wall-clock own time: parallel spans of one group (four calls at once) count once.
@@ -96,6 +100,8 @@ def profile(traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "p50_ms": float(median(own_values)),
             "mean_ms": float(sum(crit_values) / n),
             "critical_p50_ms": float(median(crit_values)),
+            "span_p50_ms": float(median(span_own[k])),
+            "spans_per_trace": len(span_own[k]) / n,
         }
     return {
         "traces": n,
@@ -103,6 +109,14 @@ def profile(traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_ms": float(sum(durations) / n) if n else 0.0,
         "groups": out,
     }
+
+
+def _get(group: Mapping[str, Any] | None, key: str) -> float | None:
+    """A profile value, 0 for a group absent from that run, None for older profiles."""
+    if group is None:
+        return 0.0
+    value = group.get(key)
+    return None if value is None else round(float(value), 3)
 
 
 def attribute_profiles(
@@ -127,6 +141,10 @@ def attribute_profiles(
                 "candidate_ms": round(c["p50_ms"] if c else 0.0, 3),
                 "baseline_critical_ms": round(b_mean, 3),
                 "candidate_critical_ms": round(c_mean, 3),
+                "baseline_span_ms": _get(b, "span_p50_ms"),
+                "candidate_span_ms": _get(c, "span_p50_ms"),
+                "baseline_per_trace": _get(b, "spans_per_trace"),
+                "candidate_per_trace": _get(c, "spans_per_trace"),
                 "_delta": c_mean - b_mean,
             }
         )
@@ -164,7 +182,13 @@ def _subject(item: Mapping[str, Any]) -> str:
 
 
 def describe(contributions: list[dict[str, Any]], limit: int = 3) -> str:
-    """One sentence per leading group: "svc `SELECT ...`: p50 0.3 ms -> 41 ms, about 90% of the added time"."""
+    """One clause per leading group, e.g.
+    "inventory-service `SELECT ...`: p50 0.3 ms -> 41 ms, about 90% of the added time".
+
+    A statement is described per execution when it ran in both runs ("p50 0.3 ms -> 41 ms
+    per run"), with how often it ran per request when that changed too; a group whose
+    per-request p50 did not move (absent from most requests) by its mean critical-path time.
+    """
     if not contributions:
         return "No span group's critical-path time grew: the added time is spread thinly or not on the critical path."
     parts = []
@@ -172,7 +196,15 @@ def describe(contributions: list[dict[str, Any]], limit: int = 3) -> str:
         if i and float(item.get("share") or 0.0) < 0.05:
             break  # minor contributors after the first only add noise to the sentence
         b, c = float(item.get("baseline_ms") or 0.0), float(item.get("candidate_ms") or 0.0)
-        if b == c and "candidate_critical_ms" in item:
+        bs, cs = item.get("baseline_span_ms"), item.get("candidate_span_ms")
+        bn, cn = item.get("baseline_per_trace"), item.get("candidate_per_trace")
+        extra = ""
+        if item.get("statement") and bs and cs and bn and cn:
+            b, c, stat = float(bs), float(cs), "p50"
+            extra = " per run"
+            if abs(cn - bn) > 0.1 * max(bn, cn):
+                extra += f", {_n(round(bn, 2))} -> {_n(round(cn, 2))} runs per request"
+        elif b == c and "candidate_critical_ms" in item:
             # The p50 did not move (the group is absent from most requests): show the mean
             # time it adds to the critical path instead.
             b = float(item.get("baseline_critical_ms") or 0.0)
@@ -182,18 +214,34 @@ def describe(contributions: list[dict[str, Any]], limit: int = 3) -> str:
             stat = "p50"
         share = float(item.get("share") or 0.0)
         parts.append(
-            f"{_subject(item)}: {stat} {_ms(b)} -> {_ms(c)}, about {share * 100:.0f}% of the added time"
+            f"{_subject(item)}: {stat} {_ms(b)} -> {_ms(c)}{extra}, "
+            f"about {share * 100:.0f}% of the added time"
         )
     return "; ".join(parts) + "."
 
 
 def culprit(trace: Mapping[str, Any]) -> str | None:
-    """The span with the largest critical self time (ties: the deeper, later one)."""
+    """The span with the largest critical self time: where a person should look first.
+
+    A client span's time outside its server child is the wire and the callee's queue (a
+    load generator's root span is mostly that); it is only blamed when no span of the
+    system itself spent any critical time. Ties: the later span in the list.
+    """
     times = self_times(trace)
     if not times:
         return None
-    order = {str(s.get("span_id")): i for i, s in enumerate(trace.get("spans") or [])}
-    return max(times, key=lambda sid: (times[sid], order.get(sid, -1)))
+    spans = trace.get("spans") or []
+    order = {str(s.get("span_id")): i for i, s in enumerate(spans)}
+    called = {
+        str(s.get("parent_span_id") or "") for s in spans if str(s.get("kind") or "") == "server"
+    }
+    kinds = {str(s.get("span_id")): str(s.get("kind") or "") for s in spans}
+    own = {
+        sid: t for sid, t in times.items()
+        if t > 0 and not (kinds.get(sid) == "client" and sid in called)
+    }
+    pool = own or times
+    return max(pool, key=lambda sid: (pool[sid], order.get(sid, -1)))
 
 
 def _statement_counts(trace: Mapping[str, Any]) -> Counter[tuple[str, str]]:

@@ -245,7 +245,7 @@ def locustfile_path() -> str:
 @dataclass
 class GateConfig:
     bugs: list[str] = field(default_factory=list)
-    duration: float = 15.0  # seconds of load per side (baseline, candidate)
+    duration: float = 12.0  # seconds of load per side (baseline, candidate)
     users: int = 8
     baseline_file: str | None = None
     keep: bool = False
@@ -255,7 +255,7 @@ class GateConfig:
     cache: str | None = None
     slice_seconds: float = 1.0
     warmup: float = 3.0
-    gap: float = 0.25  # no-run-id gap at each slice boundary (bug switch + drain in-flight)
+    gap: float = 0.2  # no-run-id gap at each slice boundary (bug switch + drain in-flight)
     workdir: str | None = None
     sut_workers: int | None = None
 
@@ -286,6 +286,7 @@ class Gate:
         self.store_path = self.workdir / "store"
         self.base_port = 0
         self.collector_port = 0
+        self.db_url = ""
 
     # -- small helpers ----------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -368,10 +369,12 @@ class Gate:
         cmd = _python_cmd("sut.cli:main") + [
             "up", "--base-port", str(self.base_port), "--data-dir", str(self.workdir / "sut-data"),
         ]
-        db = self.c.db or str(_shared_sqlite_path())
-        if "://" not in db:
-            db = str(Path(db).resolve())  # the SUT runs in the work dir
+        if self.c.db:
+            db = self.c.db if "://" in self.c.db else str(Path(self.c.db).resolve())
+        else:
+            db = str(private_sqlite_db(self.workdir))
         cmd += ["--db", db]
+        self.db_url = db
         if self.c.cache:
             cmd += ["--cache", self.c.cache]
         if self.c.sut_workers:
@@ -410,6 +413,7 @@ class Gate:
         slice_s = self.c.duration / max(1, sides.count("candidate"))
         per_slice = slice_s + self.c.gap
         left = self.c.warmup + per_slice * len(sides)
+        self._wait_for_traffic(locust)
         self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users ({left:.0f} s of load left)")
         self._sleep(self.c.warmup, locust)
         ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
@@ -419,6 +423,7 @@ class Gate:
             self.set_run_id("")  # gap: requests in flight at the switch carry no run id
             if bugs != current_bugs:
                 self.admin_bugs(bugs)
+                self._wait_bug_effective(current_bugs or [], bugs)
                 current_bugs = bugs
             self._sleep(self.c.gap, locust)
             run_id = f"{self.gate_id}-{side[0]}{i:02d}"
@@ -434,6 +439,43 @@ class Gate:
         self.set_run_id("")
         return ids
 
+    def _wait_bug_effective(self, before: list[str], after: list[str]) -> None:
+        """Wait until a switch has really happened, where that takes time.
+
+        `missing_index` drops and re-creates a real index on 400k rows (up to a second on a
+        busy box): a slice started before it is done would measure the other side.
+        """
+        if ("missing_index" in before) == ("missing_index" in after) or not self.db_url:
+            return
+        from sut import db as sut_db
+
+        want = "missing_index" not in after
+        self.wait_until(
+            f"inventory index {'re-created' if want else 'dropped'}",
+            lambda: sut_db.inventory_index_present(self.db_url) == want,
+            list(self.procs), timeout=60,
+        )
+
+    def _wait_for_traffic(self, locust: Proc, timeout: float = 90) -> None:
+        """Slices start only once spans flow end to end (Locust -> SUT -> collector -> store).
+
+        On a loaded machine Locust alone can take seconds to start; a slice timed from its
+        launch would otherwise be empty.
+        """
+        from slo.store import SpanStore
+
+        store = SpanStore(self.store_path)
+        warmup_id = f"{self.gate_id}-warmup"
+
+        def flowing() -> bool:
+            try:
+                return any(r.run_id == warmup_id and r.spans > 0 for r in store.runs())
+            except SloError:
+                return False
+
+        self.wait_until("traffic (locust -> SUT -> collector)", flowing, list(self.procs),
+                        timeout)
+
     def _sleep(self, seconds: float, locust: Proc) -> None:
         deadline = time.monotonic() + seconds
         while (now := time.monotonic()) < deadline:
@@ -448,11 +490,19 @@ class Gate:
         from slo.spec import load_spec
         from slo.store import SpanStore
 
-        spec = load_spec(resolve_spec_path(self.c.spec))
+        spec = load_spec(self.c.spec or embedded_spec_path())  # the SUT's spec, not ./slo.yaml
         store = SpanStore(self.store_path)
         all_ids = ids["baseline"] + ids["candidate"]
         self.say("waiting for the last spans")
         wait_for_spans(store, all_ids, settle=1.0, timeout=20)
+        known = {r.run_id for r in store.runs()}
+        for side in ("baseline", "candidate"):
+            missing = [i for i in ids[side] if i not in known]
+            ids[side] = [i for i in ids[side] if i in known]
+            if missing:
+                self.say(f"{len(missing)} {side} slice(s) without spans: {', '.join(missing)}")
+            if not ids[side] and (side == "candidate" or not self.c.baseline_file):
+                raise GateError(f"no spans arrived for the {side} phase; see the logs with --keep")
         merged_b = f"{self.gate_id}-baseline"
         merged_c = f"{self.gate_id}-candidate"
         cand = _relabel(store.read(ids["candidate"]), merged_c)
@@ -491,7 +541,9 @@ class Gate:
                 "baseline": self.c.duration if ids["baseline"] else 0.0,
             }
             self.say(f"load done in {time.monotonic() - t_start:.0f} s; stopping locust")
-            locust.stop(timeout=10)
+            # no request carries a slice id any more: Locust can stop while we check
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(locust.popen.pid, signal.SIGTERM)
             try:
                 code = self.check(ids, per_side)
             except SloError:
@@ -547,17 +599,41 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
             "end_ns": end, "bugs": bugs, **load, "load": load}
 
 
-def _shared_sqlite_path() -> Path:
-    """The SUT's SQLite database, seeded once and reused by every gate (seeding takes time)."""
-    try:
-        from sut import seed
+def private_sqlite_db(workdir: Path) -> Path:
+    """A private copy of the seeded SUT database for one gate.
 
-        version = getattr(seed, "SEED_VERSION", "1")
-    except Exception:  # noqa: BLE001 - any SUT version still gets a path
-        version = "1"
-    path = Path(os.environ.get("SLO_GATE_SEED_DIR") or Path.home() / ".cache" / "slo-harness")
-    path.mkdir(parents=True, exist_ok=True)
-    return path / f"sut-seed{version}.db"
+    Seeding takes seconds, so a template is seeded once (in SLO_GATE_SEED_DIR, default
+    ~/.cache/slo-harness) and copied with SQLite's backup API (a consistent snapshot, ~25 MB,
+    milliseconds). Private because the SUT writes to it (sign-ups) and `missing_index` really
+    drops an index: gates running side by side must not share either.
+    """
+    import fcntl
+    import sqlite3
+
+    try:
+        from sut import db as sut_db
+        from sut import seed
+    except ImportError as e:  # pragma: no cover - the SUT ships in the same distribution
+        raise GateError(f"the SUT package is not importable: {e}") from e
+    cache = Path(os.environ.get("SLO_GATE_SEED_DIR") or Path.home() / ".cache" / "slo-harness")
+    cache.mkdir(parents=True, exist_ok=True)
+    template = cache / f"sut-template-seed{getattr(seed, 'SEED_VERSION', '1')}.db"
+    with open(cache / f"{template.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            seed.ensure_seeded(str(template))
+            sut_db.set_inventory_index(str(template), True)
+        except Exception as e:  # noqa: BLE001 - SutError or a driver error: one line
+            raise GateError(f"could not prepare the SUT database {template}: {e}") from e
+        dst_path = workdir / "sut.db"
+        src = sqlite3.connect(str(template))
+        dst = sqlite3.connect(str(dst_path))
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+    return dst_path
 
 
 def _raise_interrupted(signum: int, _frame: Any) -> None:

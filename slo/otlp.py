@@ -4,9 +4,12 @@ One decoder serves the collector (HTTP and gRPC), the OTLP file reader and Jaege
 OTLP-based v3 API, so every source agrees on ids, kinds, run ids and promoted columns.
 
 Why it is hand-written rather than `json_format` + `make_row` per span: the collector must
-store 100k spans/s. Protobuf is decoded by the upb runtime and columns are built as plain
-lists turned into Arrow arrays in one go; attributes are encoded with orjson. OTLP/JSON is
-walked directly (protobuf's JSON parser would read the hex ids as base64 without complaint).
+store 100k spans/s. Protobuf is parsed by the upb runtime into wire-compatible "lazy"
+messages whose attributes stay raw bytes, so each distinct KeyValue is decoded once and then
+served from a cache; columns are gathered as plain lists and turned into Arrow arrays in one
+go (ids hexed in bulk, timestamps clamped column-wise); attribute JSON is written by orjson.
+OTLP/JSON is walked directly (protobuf's JSON parser would read hex ids as base64 without
+complaint). A hypothesis test checks that both paths give identical tables.
 
 Rules (OTLP specification): a malformed request is rejected whole (`PayloadError`, HTTP
 400); a span with unusable ids is dropped and counted in `Decoded.rejected` (HTTP 200 with
@@ -297,16 +300,18 @@ def _lazy_classes() -> dict[str, Any]:
 
 _LAZY = _lazy_classes()
 _KV_CACHE: dict[bytes, tuple[str, Any]] = {}
-_KV_CACHE_MAX = 200_000
+_KV_CACHE_MAX = 50_000  # entries; with the size cap below, a few MB at most
+_KV_CACHE_BYTES = 160  # longer KeyValues (statements, URLs) are mostly unique: not cached
 
 
 def _kv(raw: bytes) -> tuple[str, Any]:
     """(key, plain value) of one serialized KeyValue, cached (callers catch DecodeError)."""
     kv = common_pb2.KeyValue.FromString(raw)
     item = (kv.key, _pb_value(kv.value))
-    if len(_KV_CACHE) >= _KV_CACHE_MAX:
-        _KV_CACHE.clear()
-    _KV_CACHE[raw] = item
+    if len(raw) <= _KV_CACHE_BYTES:
+        if len(_KV_CACHE) >= _KV_CACHE_MAX:
+            _KV_CACHE.clear()
+        _KV_CACHE[raw] = item
     return item
 
 

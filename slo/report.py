@@ -79,6 +79,12 @@ def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _p50_mean(c: dict[str, Any], side: str) -> str:
+    text = fmt(c.get(f"{side}_ms"), "ms")
+    mean = c.get(f"{side}_critical_ms", c.get(f"{side}_mean_ms"))  # per-request mean
+    return f"{text} ({fmt(mean, 'ms')})" if mean is not None else text
+
+
 def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
     """The report as GitHub-flavoured Markdown (a PR comment or `$GITHUB_STEP_SUMMARY`)."""
     verdict = report.get("verdict", "fail")
@@ -105,11 +111,11 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
         for r in bad:
             out.append(f"**{_md_cell(r['slo'])} · {r['objective']}**: {r['explanation']}")
             if r.get("contributions"):
-                out += ["", "| span group | baseline | candidate | share of added time |",
-                        "| --- | --- | --- | --- |"]
+                out += ["", "| span group | baseline p50 (mean) | candidate p50 (mean) | "
+                        "share of added time |", "| --- | --- | --- | --- |"]
                 for c in r["contributions"]:
-                    out.append(f"| `{_md_cell(c['group'])}` | {fmt(c.get('baseline_ms'), 'ms')}"
-                               f" | {fmt(c.get('candidate_ms'), 'ms')} | "
+                    out.append(f"| `{_md_cell(c['group'])}` | {_p50_mean(c, 'baseline')} | "
+                               f"{_p50_mean(c, 'candidate')} | "
                                f"{float(c.get('share') or 0) * 100:.0f}% |")
             wf = waterfall(report, r.get("trace_id"), 100) if shown < max_waterfalls else None
             if wf:
@@ -196,8 +202,20 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
+def strict_json(value: Any) -> Any:
+    """NaN and infinities (not JSON) become null, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the four report files into `report_dir` (created); returns their paths."""
+    report = strict_json(report)
     d = Path(report_dir)
     d.mkdir(parents=True, exist_ok=True)
     paths = {k: d / v for k, v in FILES.items()}

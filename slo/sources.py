@@ -105,15 +105,17 @@ def _rfc3339(ns: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z"
 
 
-def _get_json(session: Any, url: str, params: dict[str, Any]) -> tuple[int, Any]:
+def _get_json(session: Any, url: str, params: dict[str, Any], soft: bool = False
+              ) -> tuple[int, Any]:
+    """(status, parsed JSON); 404 (and with `soft`, any error status) is returned, not raised."""
     import requests
 
     try:
         r = session.get(url, params=params, timeout=60)
     except requests.RequestException as e:
         raise SourceError(f"cannot reach Jaeger at {url}: {e}") from None
-    if r.status_code == 404:
-        return 404, None
+    if r.status_code == 404 or (soft and r.status_code != 200):
+        return r.status_code, None
     if r.status_code != 200:
         raise SourceError(f"Jaeger {url} answered {r.status_code}: {r.text[:200]}")
     body = r.content
@@ -210,7 +212,7 @@ class _Jaeger:
         self.queries = 0
 
     def services(self) -> list[str]:
-        code, doc = _get_json(self.session, self.base + "/api/v3/services", {})
+        code, doc = _get_json(self.session, self.base + "/api/v3/services", {}, soft=True)
         if code == 200 and isinstance(doc, dict) and "services" in doc:
             return [str(s) for s in doc.get("services") or []]
         code, doc = _get_json(self.session, self.base + "/api/services", {})
@@ -230,7 +232,7 @@ class _Jaeger:
                 "query.start_time_max": _rfc3339(end_ns),
                 "query.num_traces": JAEGER_PAGE,
                 "query.search_depth": JAEGER_PAGE,
-            })
+            }, soft=self.api is None)  # first query: an old Jaeger may refuse v3, fall back
             if code == 200:
                 self.api = "v3"
                 try:
@@ -238,6 +240,8 @@ class _Jaeger:
                 except (PayloadError, TypeError, AttributeError) as e:
                     raise SourceError(f"Jaeger v3 answer is not OTLP/JSON: {e}") from None
                 return t, len(set(t["trace_id"].to_pylist()))
+            if self.api == "v3" and code == 404:  # Jaeger v3 answers 404 for "no traces"
+                return SCHEMA.empty_table(), 0
             if self.api == "v3":
                 raise SourceError(f"Jaeger at {self.base} stopped answering /api/v3/traces")
         code, doc = _get_json(self.session, self.base + "/api/traces", {

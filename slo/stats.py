@@ -80,3 +80,30 @@ def proportion_greater(base_events: int, base_n: int, cand_events: int, cand_n: 
     if p < alpha:
         return TestResult(p, True, f"significant (Fisher exact, {_p(p)} < {alpha:g})")
     return TestResult(p, False, f"not significant (Fisher exact, {_p(p)} >= {alpha:g})")
+
+
+def tail_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | list[float],
+                 q: float = 90.0, alpha: float = 0.01, min_tail: int = 10) -> TestResult:
+    """Are more candidate requests slower than the baseline's q-th percentile than before?
+
+    The test for a tail regression (only some requests got slower: cache misses after an
+    index was dropped), where a rank test over the whole distribution is blind. Fisher exact
+    on "above the baseline's p{q}" counts; needs `min_tail` expected tail samples per side,
+    so a p90 test needs 100 requests on each side: a p90 of 40 samples is 4 requests.
+    """
+    b = np.asarray(baseline, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    need = int(np.ceil(round(min_tail / (1 - q / 100.0), 6)))
+    if b.size < need or c.size < need:
+        return TestResult(None, None, f"too few samples for a p{q:g} test ({b.size} baseline, "
+                          f"{c.size} candidate; need {need} each)")
+    thr = float(np.percentile(b, q, method="higher"))
+    ba, ca = int((b > thr).sum()), int((c > thr).sum())
+    table = [[ca, c.size - ca], [ba, b.size - ba]]
+    p = float(sps.fisher_exact(table, alternative="greater").pvalue)
+    share = f"{ca / c.size * 100:.0f}% of requests above the baseline's p{q:g} (was " \
+            f"{ba / b.size * 100:.0f}%)"
+    if p < alpha:
+        return TestResult(p, True, f"significant ({share}; Fisher exact, {_p(p)} < {alpha:g})")
+    return TestResult(p, False, f"not significant ({share}; Fisher exact, {_p(p)} >= "
+                      f"{alpha:g})")

@@ -263,10 +263,13 @@ class StoreWriter:
         *,
         segment_bytes: int = 32 * 1024 * 1024,
         idle_seconds: float = 2.0,
+        max_age_seconds: float = 60.0,
     ):
         self.store = SpanStore(path)
         self.segment_bytes = segment_bytes
         self.idle_seconds = idle_seconds
+        self.max_age_seconds = max_age_seconds
+        self._opened = 0.0
         self._lock = threading.Lock()
         self._compact_lock = threading.Lock()
         self._writer: ipc.RecordBatchStreamWriter | None = None
@@ -278,8 +281,33 @@ class StoreWriter:
         self.spans_written = 0
         for d in (self.store.wal_dir, self.store.runs_dir, self.store.meta_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._take_writer_lock()
         self.recover()
         self._next = self._max_seg() + 1
+
+    def _take_writer_lock(self) -> Any:
+        """One writer per store: a second collector on the same store would mix segments.
+
+        An flock is released by the kernel when the process dies, even by kill -9.
+        """
+        import fcntl
+
+        f = open(self.store.path / "writer.lock", "a+")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise SourceError(
+                f"span store {self.store.path} is already being written by {holder}; "
+                "stop that collector or use another --store"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        return f
 
     def _max_seg(self) -> int:
         nums = [_seg_number(p) or 0 for p in self.store.wal_dir.glob("seg-*.arrows")]
@@ -305,7 +333,17 @@ class StoreWriter:
             if self._writer is None:
                 self._open_segment()
             assert self._writer is not None
-            self._writer.write_table(table)
+            try:
+                self._writer.write_table(table)
+            except BaseException:
+                # a torn batch ends what readers can see of this segment: never append
+                # after it; the next request starts a fresh segment
+                self._pending.append(self._seg_path)
+                for closing in (self._writer, self._file):
+                    with contextlib.suppress(Exception):
+                        closing.close()
+                self._writer = self._file = self._seg_path = None
+                raise
             self._seg_bytes += table.nbytes
             self._last_append = time.monotonic()
             self.spans_written += table.num_rows
@@ -318,6 +356,7 @@ class StoreWriter:
         self._file = pa.OSFile(str(self._seg_path), "wb")
         self._writer = ipc.new_stream(self._file, SCHEMA)
         self._seg_bytes = 0
+        self._opened = time.monotonic()
 
     def _close_segment(self) -> Path | None:
         if self._writer is None:
@@ -338,11 +377,14 @@ class StoreWriter:
 
     def maintain(self) -> None:
         """Background duty: compact full segments, and the open one once the stream is idle
-        for `idle_seconds` (a load test has ended, most likely)."""
+        for `idle_seconds` (a load test has ended, most likely) or it is `max_age_seconds` old
+        (a trickle that never pauses)."""
         with self._lock:
             pending, self._pending = self._pending, []
+            now = time.monotonic()
             if self._writer is not None and (
-                time.monotonic() - self._last_append >= self.idle_seconds
+                now - self._last_append >= self.idle_seconds
+                or now - self._opened >= self.max_age_seconds
             ):
                 pending.append(self._close_segment())
         for path in pending:
@@ -350,9 +392,12 @@ class StoreWriter:
                 self._compact(path)
 
     def close(self) -> None:
-        """Flush everything into Parquet (a clean stop)."""
+        """Flush everything into Parquet (a clean stop) and give up the writer lock."""
         self.idle_seconds = 0.0
         self.maintain()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _compact(self, seg: Path) -> int:
         """Segment -> one Parquet file per run, then delete the segment. Idempotent.

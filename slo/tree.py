@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -126,7 +127,9 @@ class RunIndex:
         pos = np.empty(self.n, np.int64)
         pos[porder] = np.searchsorted(skey, pkey[porder])
         pos[pos == len(skey)] = 0
-        found = (skey[pos] == pkey) & (pid != 0)
+        has_parent = pc.not_equal(pc.fill_null(self.column("parent_span_id"), ""), "")
+        has_parent = has_parent.to_numpy(zero_copy_only=False).astype(bool)
+        found = (skey[pos] == pkey) & has_parent
         out = np.where(found, order[pos], -1).astype(np.int64)
         out[out == np.arange(self.n)] = -1  # a span that names itself as parent
         return out
@@ -299,6 +302,23 @@ class RunIndex:
     def rows(self, rows: np.ndarray, columns: list[str] | None = None) -> list[dict[str, Any]]:
         t = self.table.select(columns) if columns else self.table
         return t.take(pa.array(np.asarray(rows, np.int64))).to_pylist()
+
+
+_LAST: tuple[weakref.ref, RunIndex] | None = None
+
+
+def index_for(spans: pa.Table) -> RunIndex:
+    """The RunIndex of a table, reused while the same table object is alive.
+
+    `slo check --save-baseline` evaluates one run twice (check, then baseline): the parent
+    resolution and statement normalization are then done once.
+    """
+    global _LAST
+    if _LAST is not None and _LAST[0]() is spans:
+        return _LAST[1]
+    ix = RunIndex(spans)
+    _LAST = (weakref.ref(spans), ix)
+    return ix
 
 
 def _attrs_match(raw: str, want: dict[str, str]) -> bool:

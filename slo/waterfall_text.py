@@ -74,6 +74,8 @@ def _ordered(spans: list[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any
 
 
 def _fmt_ms(ms: float) -> str:
+    if ms < 0.1:
+        return f"{ms * 1000:.0f} µs"
     return f"{ms:.1f} ms" if ms < 10000 else f"{ms / 1000:.2f} s"
 
 
@@ -129,6 +131,10 @@ def render(
     if problems:
         header += f"  (broken trace: {', '.join(problems)})"
     lines = [header, f"{SOLID} critical path   {LIGHT} off the critical path"]
+    # A time axis over the bars: 0 on the left, the trace's length on the right.
+    end_label = _fmt_ms(total)
+    axis = "0" + " " * max(bar_w - 1 - len(end_label), 1) + end_label
+    lines.append(f"{'':<{label_w}}  {axis}")
 
     for (_, s), label in zip(ordered, labels, strict=True):
         sid = str(s.get("span_id"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import sys
 import time
@@ -77,7 +78,7 @@ class _Source:
         self.services = list(services) or None
         self._files_table: pa.Table | None = None
         self.window: tuple[int, int] | None = None
-        if jaeger:
+        if jaeger or since or until:  # the store and files are windowed only when asked
             try:
                 end = parse_time_ns(until) if until else time.time_ns()
                 start = (parse_time_ns(since) if since
@@ -86,6 +87,13 @@ class _Source:
                 raise CannotRun(str(e)) from None
             self.window = (start, end)
 
+    def _in_window(self, t: pa.Table) -> pa.Table:
+        if self.window is None or not t.num_rows:
+            return t
+        start, end = self.window
+        return t.filter(pc.and_(pc.greater_equal(t["start_ns"], start),
+                                pc.less(t["start_ns"], end)))
+
     def read(self, run_id: str | None) -> tuple[pa.Table, str | None, dict | None]:
         """(spans, run id, run metadata) of one run; `run_id` None means the latest."""
         if self.traces:
@@ -93,7 +101,7 @@ class _Source:
 
             if self._files_table is None:
                 self._files_table = read_otlp_files(self.traces)
-            t = self._files_table
+            t = self._in_window(self._files_table)
             rid = run_id if run_id is not None else latest_run(t)
             out = only_run(t, rid)
             if run_id is not None and not out.num_rows:
@@ -114,11 +122,13 @@ class _Source:
         rid = run_id if run_id is not None else store.latest_run_id()
         if rid is None:
             raise SourceError(f"span store {self.store_path} holds no spans yet")
-        return store.read(rid), rid, store.read_run_meta(rid)
+        start, end = self.window or (None, None)
+        return store.read(rid, start_ns=start, end_ns=end), rid, store.read_run_meta(rid)
 
 
 @click.command("check")
 @click.option("--spec", "spec_path", envvar="SLO_SPEC", default="slo.yaml", show_default=True,
+              metavar="FILE",
               help="SLO spec (YAML).")
 @click.option("--store", envvar="SLO_STORE", default=".slo/store", show_default=True,
               help="Span store directory (the default source).")
@@ -128,10 +138,11 @@ class _Source:
               help="Read spans from Jaeger's query API (e.g. http://localhost:16686).")
 @click.option("--service", "services", envvar="SLO_SERVICE", multiple=True,
               help="With --jaeger: services to fetch (repeatable; default all).")
-@click.option("--since", envvar="SLO_SINCE", help="With --jaeger: window start (15m, ISO time).")
-@click.option("--until", envvar="SLO_UNTIL", help="With --jaeger: window end (default now).")
+@click.option("--since", envvar="SLO_SINCE",
+              help="Only spans starting after this (15m = 15 minutes ago, ISO time, epoch s).")
+@click.option("--until", envvar="SLO_UNTIL", help="Only spans starting before this (default now).")
 @click.option("--lookback", envvar="SLO_LOOKBACK", default="1h", show_default=True,
-              help="With --jaeger and no --since: window length.")
+              help="Window length when --jaeger (or --until) is given without --since.")
 @click.option("--run-id", envvar="SLO_RUN_ID", help="Run to check (default: the latest).")
 @click.option("--baseline", "baseline_path", envvar="SLO_BASELINE", metavar="FILE",
               help="Compare against a saved baseline.")
@@ -156,7 +167,7 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
     from slo.baseline import build_baseline, load_baseline
     from slo.baseline import save_baseline as save
     from slo.check import run_check
-    from slo.report import print_report, to_markdown, write_reports
+    from slo.report import print_report, strict_json, to_markdown, write_reports
     from slo.spec import load_spec
 
     if traces and jaeger:
@@ -183,9 +194,14 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
         raise CannotRun(str(e)) from None
     except OSError as e:
         raise CannotRun(f"cannot write {e.filename or 'output'}: {e.strerror or e}") from None
+    except Exception as e:  # a bug, not bad input: still one line, exit 2 (SLO_DEBUG=1 raises)
+        if os.environ.get("SLO_DEBUG"):
+            raise
+        raise CannotRun(f"internal error in slo check: {type(e).__name__}: {e} "
+                        "(rerun with SLO_DEBUG=1 for the traceback)") from None
 
     if fmt == "json":
-        click.echo(json.dumps(report, indent=1, default=str))
+        click.echo(json.dumps(strict_json(report), indent=1, default=str))
     elif fmt == "markdown":
         click.echo(to_markdown(report))
     elif fmt == "table":

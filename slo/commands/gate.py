@@ -26,7 +26,7 @@ def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option("--bugs", envvar="SLO_GATE_BUGS", default="", callback=_bug_list,
               help="bugs to switch on in the candidate phase, comma-separated (default none)")
 @click.option("--duration", envvar="SLO_GATE_DURATION", type=click.FloatRange(min=1.0),
-              default=15.0, show_default=True, help="seconds of load per phase")
+              default=12.0, show_default=True, help="seconds of load per phase")
 @click.option("--users", envvar="SLO_GATE_USERS", type=click.IntRange(min=1), default=8,
               show_default=True, help="Locust users")
 @click.option("--baseline", "baseline_file", envvar="SLO_GATE_BASELINE",
@@ -40,14 +40,17 @@ def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
               help="SLO spec (default: the embedded one)")
 @click.option("--db", envvar="SLO_GATE_DB",
               help="SUT database URL (default: a shared, seeded SQLite file)")
-@click.option("--cache", envvar="SLO_GATE_CACHE_URL",
+@click.option("--cache", envvar="SLO_GATE_CACHE",
               help="SUT stock cache URL, e.g. redis://127.0.0.1:6379/0 (default in-process)")
 @click.option("--slice", "slice_seconds", envvar="SLO_GATE_SLICE", type=click.FloatRange(min=0.5),
               default=1.0, show_default=True,
               help="seconds per interleaved baseline/candidate slice")
+@click.option("--warmup", envvar="SLO_GATE_WARMUP", type=click.FloatRange(min=0.0),
+              default=3.0, show_default=True, help="seconds of unmeasured load first")
 def command(
     bugs: list[str], duration: float, users: int, baseline_file: str | None, keep: bool,
     report_dir: str, spec: str | None, db: str | None, cache: str | None, slice_seconds: float,
+    warmup: float,
 ) -> None:
     """Start collector and SUT, run baseline and candidate load, check, write reports.
 
@@ -59,6 +62,7 @@ def command(
     config = GateConfig(
         bugs=bugs, duration=duration, users=users, baseline_file=baseline_file, keep=keep,
         report_dir=report_dir, spec=spec, db=db, cache=cache, slice_seconds=slice_seconds,
+        warmup=warmup,
     )
     try:
         code = run_gate(config, out=lambda line: click.echo(line))

@@ -1,7 +1,8 @@
 """Locust beyond one process, on the compose file's own commands, against PostgreSQL and Redis.
 
 One stack (collector forwarding to a Jaeger stand-in, the five SUT services each started by
-its own `sut serve`, on the machine's PostgreSQL and Redis), then two load runs:
+its own `sut serve`, on the machine's PostgreSQL and Redis), the compose master's web UI and
+a worker passing their health checks with the SLO tab switching a bug on, then two load runs:
   1. the compose file's `locust-master` and two `locust-worker`s, headless through variables
      only, with `n_plus_one` switched on at run time by `sut bugs`: the master's verdict fails
      and becomes its exit code (1) while the workers exit 0;
@@ -16,9 +17,11 @@ import importlib.util
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 _here = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("_slo_host_stack", _here / "test_stack_postgres_redis_harness.py")
@@ -55,18 +58,28 @@ def _report(path: Path) -> dict:
     return json.loads((path / "slo-report.json").read_text())
 
 
-def _sut_bugs(stack, action: str, bug: str) -> None:
+def _sut_bugs(stack, action: str, *bugs: str) -> str:
     proc = subprocess.run(
-        [str(harness.BIN / "sut"), "bugs", action, bug, "--base-port", str(stack.sut_base),
+        [str(harness.BIN / "sut"), "bugs", action, *bugs, "--base-port", str(stack.sut_base),
          "--token", "change-me"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.strip()
+
+
+def _prometheus_targets() -> list[tuple[str, int, str]]:
+    cfg = yaml.safe_load((harness.ROOT / "deploy" / "prometheus.yml").read_text())
+    return [
+        (host, int(port), job.get("metrics_path", "/metrics"))
+        for job in cfg["scrape_configs"] for sc in job["static_configs"]
+        for host, port in (t.rsplit(":", 1) for t in sc["targets"])
+    ]
 
 
 def test_master_workers_and_processes_on_the_compose_commands(tmp_path: Path) -> None:
     stack = harness.HostStack(
-        tmp_path, db_url=harness.pg_url("slo_e2e_stack"), cache_url=f"{harness.REDIS_BASE}/7"
+        tmp_path, db_url=harness.pg_url("slo_e2e_stack"), cache_url=f"{harness.REDIS_BASE}/12"
     )
     spec = tmp_path / "counts.yaml"
     spec.write_text(SPEC)
@@ -74,9 +87,26 @@ def test_master_workers_and_processes_on_the_compose_commands(tmp_path: Path) ->
     try:
         stack.start_core()
 
+        # 0. `docker compose up` as written: the master's web UI and a worker pass their
+        #    compose health checks, and the SLO tab's bug switch reaches all five services
+        #    (the way to switch bugs on containers, where `sut bugs` cannot see the peers).
+        ui, worker = stack.start("locust-master", label="locust-master-ui"), stack.start("locust-worker")
+        stack.wait_healthy({"locust-master": ui, "locust-worker": worker}, timeout=90)
+        web = f"http://127.0.0.1:{stack.port('locust-master', 8089)}"
+        with urllib.request.urlopen(f"{web}/slo/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        req = urllib.request.Request(f"{web}/slo/api/bugs", method="POST",
+                                     data=json.dumps({"bug": "n_plus_one", "on": True}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert "n_plus_one" in json.loads(r.read())["bugs"]
+        listed = _sut_bugs(stack, "list").splitlines()  # one line, or one per service if they differ
+        assert listed and all("n_plus_one" in line for line in listed), listed
+        worker.stop()
+        ui.stop()
+
         # 1. master + 2 workers, as `docker compose up --scale locust-worker=2` runs them,
-        #    made headless by variables alone; the bug is switched on at run time.
-        _sut_bugs(stack, "enable", "n_plus_one")
+        #    made headless by variables alone; n_plus_one is on since step 0.
         master = stack.start("locust-master", extra_env={
             **LOAD, "LOCUST_HEADLESS": "true", "LOCUST_EXPECT_WORKERS": "2",
             "LOCUST_EXPECT_WORKERS_MAX_WAIT": "60", "LOCUST_SLO_SPEC": str(spec),
@@ -98,6 +128,12 @@ def test_master_workers_and_processes_on_the_compose_commands(tmp_path: Path) ->
         # A master runs no users: every request it counted came from the workers' reports.
         meta = SpanStore(store).read_run_meta(report["run_id"])
         assert meta and meta["requests"] > 0, meta
+
+        # What Prometheus scrapes (deploy/prometheus.yml's targets) answers with request metrics.
+        for host, port, path in _prometheus_targets():
+            with urllib.request.urlopen(f"http://127.0.0.1:{stack.port(host, port)}{path}", timeout=10) as r:
+                text = r.read().decode()
+            assert "# TYPE" in text and "http_server" in text, (host, text[:500])
 
         # 2. --processes 2 with the plugin (one command, forked workers), bug off: pass.
         _sut_bugs(stack, "disable", "n_plus_one")

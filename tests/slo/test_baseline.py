@@ -99,6 +99,9 @@ def test_shifted_latency_fails_and_names_the_span(base: dict) -> None:
     assert report["traces"][r["baseline_trace_id"]]["role"] == "baseline"
     assert {("product-list", "latency_regression"), ("users", "latency_regression")}.isdisjoint(
         failed)
+    objective = [x for x in report["results"] if x["slo"] == "stock"
+                 and x["objective"] == "latency_p95"][0]
+    assert objective["baseline"] == pytest.approx(base["slos"]["stock"]["latency"]["p95"])
     slos = {s["name"]: s for s in report["slos"]}
     assert slos["stock"]["latency_ms"]["baseline"] == base["slos"]["stock"]["latency_ms"]
 
@@ -147,7 +150,8 @@ def test_small_shift_is_not_significant_or_within_threshold(base: dict) -> None:
     r = [x for x in report["results"] if x["slo"] == "order-detail"
          and x["objective"] == "latency_regression"][0]
     assert r["status"] == "pass"
-    assert "Within the 20% threshold or not significant" in r["explanation"]
+    assert ("Within the threshold" in r["explanation"]
+            or "not significant" in r["explanation"]), r["explanation"]
 
 
 def test_too_few_samples_is_said_plainly(base: dict) -> None:
@@ -165,6 +169,15 @@ def test_slo_missing_from_baseline_is_no_data(base: dict) -> None:
     assert st and all(r["status"] == "no_data" for r in st)
     assert "baseline has no samples" in st[0]["explanation"]
     assert report["verdict"] == "fail"
+
+
+def test_baseline_recorded_with_another_selector_is_not_compared(base: dict) -> None:
+    changed = json.loads(json.dumps(base))
+    changed["slos"]["stock"]["select"]["span"] = "GET /stock/<id>"
+    report = run_check(SPEC, generate(200, seed=15), changed)
+    st = [r for r in report["results"] if r["slo"] == "stock" and r["kind"] == "regression"]
+    assert st and all(r["status"] == "no_data" for r in st)
+    assert "not comparable" in st[0]["explanation"]
 
 
 @pytest.mark.parametrize(

@@ -240,3 +240,18 @@ def test_parent_cycles_terminate() -> None:
     assert ix.parent.tolist()[2] == -1
     stats = ix.count_stats(np.array([1]))
     assert stats.db_queries.tolist() == [1]
+
+
+def test_ids_that_are_not_hex_still_link_parents() -> None:
+    rows = [
+        _span("trace-one", "root", "", "GET /x", 0, 10, kind="server",
+              resource={"service.name": "svc"}),
+        _span("trace-one", "child", "root", "SELECT", 1, 2,
+              attributes={"db.system": "sqlite", "db.statement": "SELECT 1"},
+              resource={"service.name": "svc"}),
+        _span("trace-two", "root", "", "GET /x", 0, 10, kind="server",
+              resource={"service.name": "svc"}),
+    ]
+    ix = RunIndex(table_from_rows(rows))
+    assert ix.parent.tolist() == [-1, 0, -1]
+    assert ix.count_stats(np.array([0, 2])).db_queries.tolist() == [1, 0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,64 @@ def test_no_data_exits_1(work: Path, tmp_path: Path) -> None:
                                   str(tmp_path / "r"), "--format", "markdown"])
     assert r.exit_code == 1, r.output
     assert "no data" in r.output and "billing-service" in r.output
+
+
+def test_time_window_on_the_store(work: Path, tmp_path: Path) -> None:
+    args = ["check", "--spec", str(work / "slo.yaml"), "--store", str(work / "store"),
+            "--run-id", "base", "--report-dir", str(tmp_path / "r"), "--format", "json"]
+    t0 = T0 // 10**9
+    inside = CliRunner().invoke(main, [*args, "--since", str(t0 - 1), "--until", str(t0 + 90)])
+    assert inside.exit_code == 0, inside.output
+    assert json.loads(inside.stdout)["run"]["spans"] > 1000
+    after = CliRunner().invoke(main, [*args, "--since", str(t0 + 3600)])
+    assert after.exit_code == 1
+    assert {r["status"] for r in json.loads(after.stdout)["results"]} == {"no_data"}
+
+
+class _FakeJaeger(http.server.BaseHTTPRequestHandler):
+    """Jaeger v2's query API, answering every trace search with the same OTLP/JSON."""
+
+    body: bytes = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = self.path.split("?")[0]
+        if path == "/api/v3/services":
+            data = json.dumps({"services": ["order-service"]}).encode()
+        elif path == "/api/v3/traces":
+            data = self.body
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_jaeger_source(work: Path, tmp_path: Path) -> None:
+    rows = generate_rows(150, seed=4, run_id="jaeger-run", start_ns=T0,
+                         mix={"order": 1.0})
+    handler = type("H", (_FakeJaeger,), {"body": json.dumps(
+        {"result": to_otlp_json(rows)}).encode()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        p = slo("--jaeger", url, "--since", str(T0 // 10**9 - 60), "--until",
+                str(T0 // 10**9 + 600), "--report-dir", str(tmp_path / "r"), "--format",
+                "json", cwd=work)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert p.returncode == 1, p.stderr  # product-list has no data in an orders-only run
+    report = json.loads(p.stdout)
+    assert report["run_id"] == "jaeger-run"
+    od = [r for r in report["results"] if r["slo"] == "order-detail"]
+    assert od and all(r["status"] == "pass" and r["samples"] == 150 for r in od)
+    assert {r["status"] for r in report["results"] if r["slo"] == "product-list"} == {
+        "no_data"}

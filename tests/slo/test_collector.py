@@ -53,8 +53,8 @@ class Collector:
         self.store = store
         cmd = [sys.executable, "-c", "from slo.cli import main; main()", "collect",
                "--store", str(store), "--port", "0", "--grpc-port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+        self.stderr = open(f"{store}.stderr", "ab")  # a file: a full pipe would block it
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
                          daemon=True).start()
@@ -62,7 +62,8 @@ class Collector:
             line = lines.get(timeout=60)
         except queue.Empty:
             self.proc.kill()
-            raise AssertionError("collector did not print its listening line") from None
+            raise AssertionError("collector did not print its listening line: "
+                                 + Path(f"{store}.stderr").read_text()) from None
         m = LISTENING.search(line)
         assert m, line
         self.http_port, self.grpc_port = int(m.group(1)), int(m.group(2))
@@ -71,13 +72,13 @@ class Collector:
     def post(self, body: bytes, headers: dict[str, str], **kw) -> requests.Response:
         return requests.post(self.url, data=body, headers=headers, timeout=30, **kw)
 
-    def stop(self) -> int:
+    def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(30)
         finally:
-            self.proc.stderr.close()
+            self.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +192,29 @@ def test_grpc_malformed_and_partial_success(collector):
     channel.close()
 
 
+def test_chunked_gzipped_json(collector):
+    doc = json.loads((Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+                      / "otlp-proto-example-trace.json").read_bytes())
+    doc["resourceSpans"][0]["resource"]["attributes"].append(
+        {"key": "slo.run_id", "value": {"stringValue": "run-chunked"}})
+    body = gzip.compress(json.dumps(doc).encode())
+    parts = iter([body[:10], body[10:50], body[50:]])  # requests sends a generator chunked
+    r = collector.post(parts, {**JSON, "Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    (row,) = SpanStore(collector.store).read("run-chunked").to_pylist()
+    assert row["span_id"] == "eee19b7ec3c1b174"
+
+
+@pytest.mark.parametrize("chunks", [b"-5\r\nabc", b"zz\r\n", b"ffffffff\r\nabc"])
+def test_hostile_chunked_bodies(collector, chunks):
+    s = socket.create_connection(("127.0.0.1", collector.http_port))
+    s.settimeout(20)
+    s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
+              b"\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n" + chunks)
+    assert s.recv(100).split(b" ")[1] in (b"400", b"413")
+    s.close()
+
+
 def test_size_limits_and_gzip_bomb(collector):
     before = _total(collector.store)
     bomb = gzip.compress(b"\x0a" * (50 * 1024 * 1024))  # 50 MiB of zeros -> ~50 KiB
@@ -267,6 +291,25 @@ def test_pressure_answers_503_with_retry_after_then_recovers(tmp_path):
         run.stop()
 
 
+def test_connection_flood_is_capped(tmp_path):
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, max_connections=3))
+    idle = []
+    try:
+        for _ in range(3):  # connections that never send a request hold every slot
+            idle.append(socket.create_connection(("127.0.0.1", run.http_port)))
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", run.http_port))
+        extra.settimeout(10)
+        assert extra.recv(200).startswith(b"HTTP/1.1 503")
+        extra.close()
+        for s in idle:
+            s.close()
+        url = f"http://127.0.0.1:{run.http_port}/v1/traces"
+        _wait_for(lambda: requests.post(url, data=b"", headers=PROTO, timeout=10).ok)
+    finally:
+        run.stop()
+
+
 def test_token_required_on_both_protocols_and_forwarding(tmp_path):
     sink = start(CollectorConfig(store=str(tmp_path / "sink"), port=0, grpc_port=-1))
     dead = socket.socket()
@@ -303,6 +346,33 @@ def test_token_required_on_both_protocols_and_forwarding(tmp_path):
         dead.close()
 
 
+def test_forward_target_down_then_back_gets_everything(tmp_path):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nobody listens there yet
+    run = start(CollectorConfig(store=str(tmp_path / "a"), port=0, grpc_port=-1,
+                                forward=f"http://127.0.0.1:{port}/"))
+    url = f"http://127.0.0.1:{run.http_port}/v1/traces"
+    try:
+        for i in range(3):
+            spans = _spans(10, "fw", run_id="fw-run", prefix=f"p{i}")
+            assert HttpExporter(endpoint=url).export(spans) == SpanExportResult.SUCCESS
+    finally:
+        run.stop()  # target still down: the payloads wait in the spool
+    assert len(list((tmp_path / "a" / "forward").iterdir())) == 3
+    run = start(CollectorConfig(store=str(tmp_path / "a"), port=0, grpc_port=-1,
+                                forward=f"http://127.0.0.1:{port}/"))
+    sink = start(CollectorConfig(store=str(tmp_path / "sink"), port=port, grpc_port=-1))
+    try:
+        _wait_for(lambda: _total(tmp_path / "sink") == 30, timeout=30)
+        _wait_for(lambda: not list((tmp_path / "a" / "forward").iterdir()))
+    finally:
+        run.stop()
+        sink.stop()
+    assert _total(tmp_path / "a") == 30
+
+
 def test_kill_9_mid_stream_loses_no_acknowledged_span(tmp_path):
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -332,8 +402,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_span(tmp_path):
                 ids = store.read("k9")["span_id"].to_pylist()
             except SourceError:
                 continue  # nothing stored yet
-            assert len(ids) == len(set(ids))
-            seen.append(len(ids))
+            seen.append(len(ids) if len(ids) == len(set(ids)) else -1)  # -1: a duplicate
 
     threads = [threading.Thread(target=sender, args=(n,)) for n in range(2)]
     threads.append(threading.Thread(target=reader))
@@ -343,9 +412,10 @@ def test_kill_9_mid_stream_loses_no_acknowledged_span(tmp_path):
     os.kill(c.proc.pid, signal.SIGKILL)
     for t in threads:
         t.join(30)
+    assert -1 not in seen, "the reader saw a span twice"
     assert seen == sorted(seen) and seen[-1] > 0, "the reader saw spans vanish or none at all"
     c.proc.wait(10)
-    c.proc.stderr.close()
+    c.stderr.close()
     want = acked[0] | acked[1]
     c2 = Collector(tmp_path, "--run-id", "k9")  # restart replays the WAL
     try:
@@ -354,10 +424,12 @@ def test_kill_9_mid_stream_loses_no_acknowledged_span(tmp_path):
         assert want <= set(got), f"{len(want - set(got))} acknowledged spans lost"
         assert not list((tmp_path / "wal").glob("*.arrows"))  # compacted on restart
     finally:
-        assert c2.stop() == 0
+        assert c2.stop(signal.SIGINT) == 0  # Ctrl-C is a clean stop too
     res = CliRunner().invoke(slo_main, ["runs", "--store", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     (info,) = json.loads(res.output)["runs"]
     assert info["run_id"] == "k9" and info["spans"] == len(got)
+    res = CliRunner().invoke(slo_main, ["runs", "--store", str(tmp_path)])
+    assert res.exit_code == 0 and re.search(rf"^k9 +{len(got)} +\d+ ", res.output, re.M), res.output
     res = CliRunner().invoke(slo_main, ["runs", "--store", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no span store" in res.output

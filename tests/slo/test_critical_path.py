@@ -109,3 +109,15 @@ def test_exclusive_times_are_own_time_whether_critical_or_not():
     assert own == pytest.approx({"root": 15.0, "fast": 15.0, "slow": 80.0, "q": 5.0})
     assert exclusive_segments(t)["fast"] == [(10.0, 12.0), (17.0, 30.0)]
     assert union_ms([(0, 2), (1, 3), (5, 6)]) == pytest.approx(4.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 60), st.integers(0, 30)),
+                min_size=1, max_size=30))
+def test_single_root_self_times_add_up_to_its_duration(raw):
+    spans = [sp("s0", "", float(raw[0][0]), float(raw[0][1]))]
+    for i, (start, dur, parent) in enumerate(raw[1:], start=1):
+        spans.append(sp(f"s{i}", f"s{parent % i}", float(start), float(dur)))
+    times = self_times(tr(*spans))
+    assert sum(times.values()) == pytest.approx(spans[0]["duration_ms"], abs=1e-6)
+    assert "s0" in critical_path(tr(*spans))

@@ -141,12 +141,28 @@ def test_calls_far_apart_are_not_serial_fanout():
 def test_orphan_spans_are_a_broken_trace():
     traces = []
     for i in range(5):
-        t = Trace(i * 10)
+        t = Trace(i * 10)  # the order-service root arrived, the user-service call's parent did not
+        root = t.span("order-service", "GET /orders/<int:order_id>", 0, 10, kind="server")
+        t.span("order-service", "SELECT", 0.5, 0.2, parent=root, kind="client")
         t.span("user-service", "GET /users/<int:id>", 1, 3, parent=sid(), kind="server")
         traces.append(t)
     findings = only(run_detectors(table(*traces)), "broken_trace")
     assert [(f["reason"], f["service"], f["count"]) for f in findings] == [
         ("missing_parent", "user-service", 5)]
+    assert findings[0]["trace_id"] in {t.trace_id for t in traces}
+
+
+def test_requests_from_an_untraced_caller_are_not_broken_unless_asked():
+    # Every trace's entry span names the load generator's span, which was never exported.
+    traces = [order(False, i * 50) for i in range(5)]
+    rows = []
+    for t in traces:
+        for r in t.rows:
+            rows.append(dict(r, parent_span_id=r["parent_span_id"] or "00000000000000aa"))
+    assert only(run_detectors(table_from_rows(rows)), "broken_trace") == []
+    found = only(run_detectors(table_from_rows(rows), {"broken_trace": {"entry_orphans": True}}),
+                 "broken_trace")
+    assert [(f["service"], f["count"]) for f in found] == [("order-service", 5)]
 
 
 def test_complete_traces_are_not_broken():
@@ -155,14 +171,16 @@ def test_complete_traces_are_not_broken():
 
 def test_a_few_orphans_at_the_run_edge_are_tolerated():
     traces = [order(False, i * 100) for i in range(100)]  # 10 s of traffic
-    late = Trace(100 * 100 - 50)  # still in flight when the run ended: root not exported
+    late = Trace(100 * 100 - 50)  # still in flight when the run ended: its caller not exported
+    late.span("order-service", "SELECT", 0, 0.2, parent=sid(), kind="client")
     late.span("user-service", "GET /users/<int:id>", 1, 3, parent=sid(), kind="server")
     assert only(run_detectors(table(*traces, late)), "broken_trace") == []
     # The same orphans in the middle of the run are reported (min_traces lowered to 1).
     mid = Trace(5000)
+    mid.span("order-service", "SELECT", 0, 0.2, parent=sid(), kind="client")
     mid.span("user-service", "GET /users/<int:id>", 1, 3, parent=sid(), kind="server")
     found = only(run_detectors(table(*traces, mid), {"broken_trace": {"min_traces": 1}}), "broken_trace")
-    assert [f["count"] for f in found] == [1]
+    assert sorted((f["service"], f["count"]) for f in found) == [("order-service", 1), ("user-service", 1)]
 
 
 def split_order(offset: float) -> tuple[Trace, Trace]:
@@ -320,3 +338,45 @@ def test_serial_fanout_names_a_callee_without_child_span_by_its_port():
         traces += [t, split]
     f = only(run_detectors(table(*traces)), "serial_fanout")[0]
     assert f["callees"] == ["user-service", "product-service", "promotion-service"]
+
+
+def test_nulls_in_optional_columns_do_not_break_detection():
+    import pyarrow as pa
+
+    from slo.spans import SCHEMA
+
+    traces = [product_list(6, offset=i * 50) for i in range(2)]
+    t = table(*traces)
+    cols = {c: t.column(c).to_pylist() for c in SCHEMA.names}
+    for c in ("parent_span_id", "db_system", "attributes", "kind"):
+        cols[c] = [None if v in ("", "{}", "internal") else v for v in cols[c]]
+    findings = run_detectors(pa.Table.from_pydict(cols, schema=SCHEMA))
+    assert [f["detector"] for f in findings] == ["n_plus_one"]
+
+
+def test_findings_do_not_depend_on_row_order():
+    import random
+
+    pairs = [split_order(i * 100) for i in range(4)]
+    traces = ([product_list(12, offset=i * 50) for i in range(3)]
+              + [order(True, 1000 + i * 100) for i in range(3)]
+              + [t for p in pairs for t in p[:2]])
+    rows = [r for t in traces for r in t.rows]
+    expected = run_detectors(table_from_rows(rows))
+    assert {f["detector"] for f in expected} == {"n_plus_one", "serial_fanout", "broken_trace"}
+    for seed in range(3):
+        random.Random(seed).shuffle(rows)
+        assert run_detectors(table_from_rows(rows)) == expected
+
+
+def test_slow_statement_is_measured_against_the_entry_server_span():
+    traces = []
+    for i in range(3):
+        t = Trace(i * 200)  # the load generator's client span is the root, with 60 ms of wire time
+        root = t.span("locust", "GET /orders/[id]", 0, 100, kind="client")
+        srv = t.span("order-service", "GET /orders/<int:order_id>", 30, 40, parent=root, kind="server")
+        t.query("order-service", srv, 31, 35, "SELECT * FROM orders WHERE id = 1")
+        traces.append(t)
+    f = only(run_detectors(table(*traces)), "slow_statement")[0]
+    assert f["span"] == "GET /orders/<int:order_id>" and f["request_service"] == "order-service"
+    assert f["share"] == pytest.approx(35 / 40, abs=0.01)

@@ -99,3 +99,42 @@ def test_explain_counts_names_the_repeating_statement():
     assert "baseline 0" in text
     assert "p50 1 -> 21" in text
     assert explain_counts(base, base).startswith("No statement")
+
+
+def test_culprit_is_not_the_load_generators_wire_time():
+    spans = [
+        sp("lc", "", "locust", "GET /products", 0, 30),
+        sp("srv", "lc", "product-service", "GET /products", 12, 10),
+        sp("q", "srv", "product-service", "SELECT", 13, 6, "SELECT * FROM products"),
+    ]
+    spans[0]["kind"] = "client"
+    t = {"trace_id": "t", "spans": spans}
+    assert culprit(t) == "q"  # locust has 20 ms outside its child, the query 6 ms
+    # A client call whose callee never reported (no server child) is still blamed.
+    broken = {"trace_id": "u", "spans": [sp("root", "", "order-service", "GET /orders", 0, 30),
+                                         dict(sp("c", "root", "order-service", "GET", 2, 25), kind="client")]}
+    assert culprit(broken) == "c"
+
+
+def test_statement_that_now_runs_more_often_and_slower_is_described_per_run():
+    def trace(i, query_ms):
+        spans = [sp("root", "", "inventory-service", "GET /stock", 0, 0)]
+        if query_ms:
+            spans.append(sp("q", "root", "inventory-service", "SELECT", 0.5, query_ms,
+                            "SELECT qty FROM inventory WHERE product_id IN (1)"))
+        spans[0]["duration_ms"] = 1 + query_ms
+        return {"trace_id": f"{i:032x}", "spans": spans}
+
+    base = [trace(i, 0.3 if i % 5 < 2 else 0) for i in range(50)]  # cache hit 60% of the time
+    cand = [trace(i, 140.0) for i in range(50)]  # cache bypassed, table scanned
+    top = attribute_latency(base, cand)[0]
+    assert top["baseline_ms"] == 0.0  # absent from most baseline requests
+    assert top["baseline_span_ms"] == pytest.approx(0.3) and top["candidate_span_ms"] == pytest.approx(140)
+    text = describe([top])
+    assert "p50 0.3 ms -> 140 ms per run, 0.4 -> 1 runs per request" in text
+
+
+def test_describe_accepts_contributions_without_span_fields():
+    item = {"service": "s", "span": "GET /x", "statement": None, "baseline_ms": 1.0,
+            "candidate_ms": 9.0, "share": 0.8}
+    assert describe([item]) == "s `GET /x`: p50 1.0 ms -> 9.0 ms, about 80% of the added time."

@@ -154,10 +154,10 @@ _json = st.recursive(_json_leaf, lambda c: st.one_of(
     st.lists(c, max_size=4), st.dictionaries(st.sampled_from(
         ["resourceSpans", "scopeSpans", "spans", "traceId", "spanId", "attributes", "key",
          "value", "stringValue", "intValue", "kind", "status", "code", "resource", "events",
-         "startTimeUnixNano", "arrayValue", "values", "name"]), c, max_size=5)), max_leaves=30)
+         "startTimeUnixNano", "arrayValue", "values", "name"]), c, max_size=5)), max_leaves=20)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_json)
 def test_hostile_json_decodes_or_payload_error(doc):
     try:
@@ -201,8 +201,8 @@ _pb_span = st.builds(
     st.dictionaries(_keys, _any_value(), max_size=4), st.text(max_size=6))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_pb_span, max_size=6), st.dictionaries(_keys, _any_value(), max_size=3))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_pb_span, max_size=5), st.dictionaries(_keys, _any_value(), max_size=3))
 def test_protobuf_fast_path_agrees_with_json_path(spans, resource):
     """The column-wise protobuf decoder and the JSON walker give the same table."""
     from google.protobuf import json_format

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from slo.stats import downsample, mann_whitney_greater, percentile, proportion_greater
+from slo.stats import (
+    downsample,
+    mann_whitney_greater,
+    percentile,
+    proportion_greater,
+    tail_greater,
+)
 
 
 def test_percentile_is_an_observed_value() -> None:
@@ -54,3 +60,15 @@ def test_proportions() -> None:
     assert proportion_greater(0, 500, 100, 500).significant is True
     assert proportion_greater(5, 500, 7, 500).significant is False
     assert proportion_greater(50, 500, 10, 500).significant is False  # fewer errors
+
+
+def test_tail_test_sees_a_slower_tail_that_ranks_hide() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.lognormal(0.0, 0.2, 400)
+    cand = rng.lognormal(0.0, 0.2, 400)
+    cand[:80] += 40.0  # a fifth of the requests (cache misses) now scan a table
+    r = tail_greater(base, cand, 90)
+    assert r.significant is True and "of requests above the baseline's p90" in r.note
+    assert tail_greater(base, rng.lognormal(0.0, 0.2, 400)).significant is False
+    few = tail_greater(base[:40], cand[:40])
+    assert few.p_value is None and "need 100 each" in few.note

@@ -70,6 +70,9 @@ def test_torn_tail_is_ignored_and_recovered_exactly_once(tmp_path):
     with open(seg, "ab") as f:
         f.write(b"\xff\xff\xff\xff\x10\x01\x00\x00garbage")
     assert SpanStore(tmp_path).read("r").num_rows == 20
+    with pytest.raises(SourceError, match="already being written"):
+        StoreWriter(tmp_path)  # one writer per store
+    w._lock_file.close()  # the writer dies (the kernel drops its lock)
     # a new writer (restart) compacts the leftover segment, nothing lost or doubled
     w2 = StoreWriter(tmp_path)
     assert not list((tmp_path / "wal").glob("*.arrows"))
@@ -111,10 +114,10 @@ def test_reader_while_writer_writes_and_compacts(tmp_path):
     th = threading.Thread(target=reader)
     th.start()
     total = 0
-    for i in range(60):
+    for i in range(40):
         w.append(_table("r", 50, start=i * 50))
         total += 50
-        if i % 7 == 0:
+        if i % 5 == 0:
             w.maintain()
     w.close()
     stop.set()
@@ -138,3 +141,28 @@ def test_run_meta_roundtrip_and_odd_run_ids(tmp_path):
     s.write_run_meta(odd, {"users": 20, "start": "2026-01-01"})
     assert s.read_run_meta(odd) == {"users": 20, "start": "2026-01-01"}
     assert s.read_run_meta("nothing") is None
+
+
+def test_failed_append_never_hides_later_spans(tmp_path):
+    w = StoreWriter(tmp_path)
+    w.append(_table("r", 4))
+
+    class Torn:  # a write that fails half way (disk full): a torn batch in the segment
+        def __init__(self, real, f):
+            self.real, self.f = real, f
+
+        def write_table(self, table):
+            self.f.write(b"\xff\xff\xff\xff\x00\x10\x00\x00half a batch")
+            raise OSError("No space left on device")
+
+        def close(self):
+            self.real.close()
+
+    w._writer = Torn(w._writer, w._file)
+    with pytest.raises(OSError):
+        w.append(_table("r", 3, start=100))
+    w.append(_table("r", 5, start=200))  # acknowledged after the failure: must stay visible
+    assert SpanStore(tmp_path).read("r").num_rows == 9
+    w.close()
+    t = SpanStore(tmp_path).read("r")
+    assert t.num_rows == 9 and not list((tmp_path / "wal").glob("*.arrows"))

@@ -30,7 +30,7 @@ def lines_of(text):
 
 def test_one_line_per_span_in_tree_order_with_indent():
     out = lines_of(render(TRACE))
-    body = out[2:]
+    body = out[3:]
     assert len(body) == 5
     assert body[0].startswith("order-service GET /orders/<int:order_id>")
     assert body[1].startswith("  order-service GET")
@@ -52,9 +52,9 @@ def test_culprit_and_critical_path_marked():
 
 def test_bars_are_to_scale_and_lines_fit_the_width():
     out = lines_of(render(TRACE, width=100))
-    for line in out[2:]:
+    for line in out[3:]:
         assert len(line.replace(" ◀ culprit", "")) <= 100
-    bars = {line.split("|")[0].strip(): line.split("|")[1] for line in out[2:]}
+    bars = {line.split("|")[0].strip(): line.split("|")[1] for line in out[3:]}
     root_bar = bars["order-service GET /orders/<int:order_id>"]
     assert root_bar.count("█") == len(root_bar)  # the root spans the whole trace
     q_bar = next(v for k, v in bars.items() if k.startswith("inventory-service"))
@@ -72,5 +72,5 @@ def test_broken_traces_and_empty_traces_render():
 def test_long_traces_are_cut_with_a_note():
     spans = [sp("r", "", "svc", "root", 0, 100)] + [sp(f"s{i}", "r", "svc", "q", i, 1) for i in range(300)]
     text = render({"trace_id": "z", "spans": spans}, max_spans=50)
-    assert len(text.splitlines()) == 2 + 50 + 1
+    assert len(text.splitlines()) == 3 + 50 + 1
     assert "251 more spans" in text

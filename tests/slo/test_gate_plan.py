@@ -1,0 +1,122 @@
+"""The gate's pure parts: slice plan, spec resolution, waiting for spans, the summary."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from slo.errors import SourceError
+from slo.gate import (
+    embedded_spec_path,
+    free_port_range,
+    plan_slices,
+    resolve_spec_path,
+    summary_text,
+    wait_for_spans,
+)
+from slo.spec import load_spec
+
+
+def test_slices_interleave_abba_with_equal_counts() -> None:
+    plan = plan_slices(4.0, 1.0, with_baseline=True)
+    assert plan == ["baseline", "candidate", "candidate", "baseline"] * 2
+    assert plan.count("baseline") == plan.count("candidate") == 4
+    assert plan_slices(3.0, 1.5, with_baseline=True).count("candidate") == 2
+    assert plan_slices(5.0, 2.0, with_baseline=False) == ["candidate"] * 3
+
+
+def test_embedded_spec_is_the_repository_spec_and_valid() -> None:
+    path = Path(embedded_spec_path())
+    assert path.is_file()
+    root = Path(__file__).resolve().parents[2] / "slo.yaml"
+    assert path.read_text() == root.read_text(), "copy slo.yaml to slo/defaults/slo.yaml"
+    assert load_spec(str(path)).slos
+
+
+def test_spec_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_spec_path("x.yaml") == "x.yaml"
+    assert resolve_spec_path(None) == embedded_spec_path()
+    (tmp_path / "slo.yaml").write_text("version: 1\n")
+    assert resolve_spec_path("") == "slo.yaml"
+
+
+@dataclass
+class _Run:
+    run_id: str
+    spans: int
+
+
+class _Store:
+    """Counts growing for a few polls, then stable."""
+
+    def __init__(self, counts: list[int], fail_first: int = 0) -> None:
+        self.counts = counts
+        self.fail_first = fail_first
+        self.calls = 0
+
+    def runs(self) -> list[_Run]:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise SourceError("store not there yet")
+        n = self.counts[min(self.calls - 1, len(self.counts) - 1)]
+        return [_Run("a", n), _Run("other", 999)]
+
+
+def test_wait_for_spans_returns_once_stable() -> None:
+    clock = {"t": 0.0}
+
+    def sleep(s: float) -> None:
+        clock["t"] += s
+
+    import slo.gate as gate
+
+    real = gate.time.monotonic
+    gate.time.monotonic = lambda: clock["t"]  # type: ignore[assignment]
+    try:
+        store = _Store([0, 10, 20, 30, 30, 30, 30, 30, 30, 30], fail_first=1)
+        assert wait_for_spans(store, ["a"], settle=1.0, poll=0.25, sleep=sleep) == 30
+        store = _Store([5] * 1000)
+        # fewer spans than expected: waits at least max(settle, 5 s), not forever
+        assert wait_for_spans(store, ["a"], expected_roots=50, settle=1.0, poll=0.25,
+                              timeout=30, sleep=sleep) == 5
+    finally:
+        gate.time.monotonic = real  # type: ignore[assignment]
+
+
+def test_summary_names_failures_and_findings() -> None:
+    report = {
+        "verdict": "fail", "run_id": "c", "baseline_run_id": "b",
+        "results": [
+            {"slo": "stock", "objective": "latency_regression", "status": "fail", "unit": "ms",
+             "observed": 30.0, "budget": 3.0, "baseline": 2.0, "explanation": "index gone",
+             "trace_id": "abc"},
+            {"slo": "x", "objective": "error_rate", "status": "pass", "unit": "ratio",
+             "observed": 0.0, "budget": 0.01},
+        ],
+        "findings": [{"detector": "n_plus_one", "service": "s", "span": "p", "fails": True,
+                      "message": "20 queries"}],
+    }
+    text = summary_text(report, "reports")
+    assert "FAIL" in text.splitlines()[0] and "1/2 results pass" in text
+    assert "stock latency_regression" in text and "index gone" in text and "abc" in text
+    assert "n_plus_one" in text and "reports/slo-report.html" in text
+
+
+def test_free_port_range_is_bindable() -> None:
+    import socket
+
+    base = free_port_range(5)
+    socks = []
+    try:
+        for p in range(base, base + 5):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", p))
+    finally:
+        for s in socks:
+            s.close()
+    assert os.environ is not None
