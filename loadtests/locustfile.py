@@ -61,7 +61,7 @@ class ShopUser(_Journeys):
 
     @task(15)
     def stock_check(self) -> None:
-        ids = ",".join(str(i) for i in catalog.product_ids(self.rng, self.rng.randint(1, 3)))
+        ids = ",".join(str(i) for i in catalog.product_ids(self.rng, self.rng.randint(1, 2)))
         self._get("inventory-service", f"/stock?product_ids={ids}", "/stock")
 
     @task(6)

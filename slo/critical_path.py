@@ -101,7 +101,10 @@ def _walk(root: _Node) -> tuple[list[str], dict[str, float]]:
 
 
 def self_times(trace: Mapping[str, Any]) -> dict[str, float]:
-    """Critical self time (ms) of every span on the critical path; they sum to the trace span."""
+    """Critical self time (ms) of every span on the critical path.
+
+    They add up to the trace's duration (less any gaps between the roots of a broken trace).
+    """
     _, times = _walk(_build(trace))
     return times
 

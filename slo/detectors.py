@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from slo import sqlnorm
-from slo.errors import SpecError
+from slo.errors import SloError, SpecError
 
 DEFAULTS: dict[str, dict[str, object]] = {
     # Sentry: the same statement, sequential, under one parent, >= 5 times, >= 50 ms total.
@@ -679,11 +679,13 @@ _KIND_WORDS = {"email": "an e-mail address", "bearer_token": "a bearer token", "
 
 
 def _sensitive_data(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
+    limit = max(int(o["max_rows"]), 1)
     rows = ctx.con.execute(
         "SELECT trace_id, span_id, service, name, attributes FROM spans "
-        "WHERE regexp_matches(attributes, $1) LIMIT $2",
-        [_PRESELECT, max(int(o["max_rows"]), 1)],
+        "WHERE regexp_matches(attributes, $1) ORDER BY trace_id, span_id LIMIT $2",
+        [_PRESELECT, limit],
     ).fetchall()
+    capped = len(rows) >= limit  # counts are then lower bounds
     groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for trace_id, span_id, service, name, attributes in rows:
         try:
@@ -692,19 +694,22 @@ def _sensitive_data(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         if not isinstance(attrs, dict):
             continue
+        hits: dict[tuple[str, str], str] = {}
         for key, value in attrs.items():
             values = value if isinstance(value, list) else [value]
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, str | int):
                     continue
                 for kind, sample in find_sensitive(str(v)):
-                    g = groups.setdefault(
-                        (service, name, key, kind),
-                        {"spans": 0, "traces": set(), "trace_id": trace_id, "span_id": span_id,
-                         "sample": sample},
-                    )
-                    g["spans"] += 1
-                    g["traces"].add(trace_id)
+                    hits.setdefault((key, kind), sample)
+        for (key, kind), sample in hits.items():
+            g = groups.setdefault(
+                (service, name, key, kind),
+                {"spans": 0, "traces": set(), "trace_id": trace_id, "span_id": span_id,
+                 "sample": sample},
+            )
+            g["spans"] += 1
+            g["traces"].add(trace_id)
     out = []
     for (service, name, key, kind), g in sorted(groups.items(), key=lambda kv: (-kv[1]["spans"], kv[0])):
         out.append(
@@ -722,13 +727,17 @@ def _sensitive_data(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                 "traces": len(g["traces"]),
                 "message": (
                     f"{service} `{name}` records {_KIND_WORDS[kind]} in attribute `{key}` "
-                    f"(e.g. {g['sample']}) on {g['spans']} span(s): redact it before export"
+                    f"(e.g. {g['sample']}) on {'at least ' if capped else ''}{g['spans']} "
+                    f"span(s): redact it before export"
                 ),
                 "saved_ms": None,
             }
         )
     return out
 
+
+_NEEDED = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns",
+           "end_ns", "db_system", "db_statement", "attributes")
 
 _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]] = {
     "n_plus_one": _n_plus_one,
@@ -752,11 +761,19 @@ def run_detectors(
     options = _options(config)
     if spans.num_rows == 0:
         return []
+    missing = [c for c in _NEEDED if c not in spans.column_names]
+    if missing:
+        raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.spans.SCHEMA)")
     ctx = _Context(spans)
     try:
         findings = []
         for name, detect in _DETECTORS.items():
-            for f in detect(ctx, options[name]):
+            try:
+                found = detect(ctx, options[name])
+            except duckdb.Error as e:  # odd data must not end in a traceback
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SloError(f"detector {name} could not run over these spans: {first}") from e
+            for f in found:
                 f["fails"] = bool(options[name]["fail"])
                 findings.append(f)
     finally:

@@ -19,6 +19,7 @@ _WS = re.compile(r"\s+")
 _IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.I)
 _VALUES = re.compile(r"\bVALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))*", re.I)
 _COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
+_PUNCT = re.compile(r"\s*(<=|>=|<>|!=|=|<|>|,|\(|\))\s*")
 
 
 @lru_cache(maxsize=65536)
@@ -29,6 +30,8 @@ def normalize(statement: str) -> str:
     s = _PARAM.sub("?", s)
     s = _NUMBER.sub("?", s)
     s = _WS.sub(" ", s).strip().rstrip(";").strip()
+    s = _PUNCT.sub(lambda m: f" {m.group(1)} ", s)
+    s = _WS.sub(" ", s).strip().replace(" ,", ",").replace("( ", "(").replace(" )", ")")
     s = _IN_LIST.sub("IN (?)", s)
     s = _VALUES.sub("VALUES (?)", s)
     return s.upper()

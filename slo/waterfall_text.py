@@ -79,16 +79,45 @@ def _fmt_ms(ms: float) -> str:
     return f"{ms:.1f} ms" if ms < 10000 else f"{ms / 1000:.2f} s"
 
 
+def _rows(
+    ordered: list[tuple[int, Mapping[str, Any]]], labels: list[str], parents_with_children: set[str],
+    collapse: int,
+) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """Lines to draw: consecutive leaf siblings with the same label (an N+1 loop's queries)
+    become one line when there are at least `collapse` of them."""
+    out: list[tuple[str, list[Mapping[str, Any]]]] = []
+    key_prev = None
+    for (depth, s), label in zip(ordered, labels, strict=True):
+        sid = str(s.get("span_id"))
+        leaf = sid not in parents_with_children
+        key = (depth, str(s.get("parent_span_id") or ""), label) if leaf else None
+        if key is not None and key == key_prev:
+            out[-1][1].append(s)
+        else:
+            out.append((label, [s]))
+        key_prev = key
+    rows: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for label, group in out:
+        if 1 < len(group) < max(collapse, 2):
+            rows.extend((label, [g]) for g in group)
+        else:
+            rows.append((label, group))
+    return rows
+
+
 def render(
     trace: Mapping[str, Any],
     culprit_span_id: str | None = None,
     width: int = 100,
     max_spans: int = 150,
+    collapse: int = 4,
 ) -> str:
     """The trace as text lines of at most about `width` characters.
 
-    `culprit_span_id` defaults to the span with the largest critical self time.
-    More than `max_spans` spans are cut, with a line saying how many were left out.
+    `culprit_span_id` defaults to the span with the largest critical self time. Runs of at
+    least `collapse` sibling leaf spans with the same label (an N+1 loop) are drawn as one
+    line "× N" with their summed duration (0: never collapse). More than `max_spans` lines
+    are cut, with a line saying how many spans were left out.
     """
     spans = list(trace.get("spans") or [])
     tid = str(trace.get("trace_id") or "")
@@ -107,7 +136,7 @@ def render(
         parent = str(s.get("parent_span_id") or "")
         if parent in services and services[parent] != services[str(s.get("span_id"))]:
             callee.setdefault(parent, services[str(s.get("span_id"))])
-    ordered = _ordered(spans)[:max_spans]
+    ordered = _ordered(spans)
     labels = []
     for depth, s in ordered:
         label = "  " * min(depth, 12) + _label(s, services.get(str(s.get("parent_span_id") or "")))
@@ -115,9 +144,14 @@ def render(
         if str(s.get("kind") or "") == "client" and sid in callee:
             label += f" → {callee[sid]}"
         labels.append(label)
+    with_children = {str(s.get("parent_span_id") or "") for s in spans}
+    rows = _rows(ordered, labels, with_children, collapse if collapse > 0 else 10**9)
+    shown = rows[:max_spans]
+    texts = [label + (f" ×{len(group)}" if len(group) > 1 else "") for label, group in shown]
+
     width = max(width, 50)
     dur_w = 10
-    label_w = max(20, min(max(len(x) for x in labels), int(width * 0.55)))
+    label_w = max(20, min(max(len(x) for x in texts), int(width * 0.55)))
     bar_w = max(10, width - label_w - dur_w - 4)
     ids = {str(s.get("span_id")) for s in spans}
     roots = sum(1 for s in spans if not s.get("parent_span_id"))
@@ -136,22 +170,26 @@ def render(
     axis = "0" + " " * max(bar_w - 1 - len(end_label), 1) + end_label
     lines.append(f"{'':<{label_w}}  {axis}")
 
-    for (_, s), label in zip(ordered, labels, strict=True):
-        sid = str(s.get("span_id"))
-        if len(label) > label_w:
-            label = label[: label_w - 1] + "…"
-        start = float(s.get("start_ms") or 0.0) - t0
-        dur = max(float(s.get("duration_ms") or 0.0), 0.0)
+    for text, (_, group) in zip(texts, shown, strict=True):
+        if len(text) > label_w:
+            # Keep the "×N" suffix visible when cutting a long label.
+            suffix = text[text.rfind(" ×"):] if len(group) > 1 else ""
+            text = text[: label_w - 1 - len(suffix)] + "…" + suffix
+        starts = [float(s.get("start_ms") or 0.0) - t0 for s in group]
+        durs = [max(float(s.get("duration_ms") or 0.0), 0.0) for s in group]
+        start, end = min(starts), max(a + d for a, d in zip(starts, durs, strict=True))
         a = int(start / total * bar_w)
-        b = int(round((start + dur) / total * bar_w))
+        b = int(round(end / total * bar_w))
         a = min(max(a, 0), bar_w - 1)
         b = min(max(b, a + 1), bar_w)
-        ch = SOLID if sid in critical else LIGHT
+        sids = {str(s.get("span_id")) for s in group}
+        ch = SOLID if sids & critical else LIGHT
         bar = " " * a + ch * (b - a) + " " * (bar_w - b)
-        line = f"{label:<{label_w}} |{bar}| {_fmt_ms(dur):>{dur_w}}"
-        if culprit_span_id and sid == culprit_span_id:
+        line = f"{text:<{label_w}} |{bar}| {_fmt_ms(sum(durs)):>{dur_w}}"
+        if culprit_span_id and culprit_span_id in sids:
             line += " " + MARK
         lines.append(line)
-    if len(spans) > max_spans:
-        lines.append(f"... {len(spans) - max_spans} more spans not shown")
+    if len(rows) > max_spans:
+        hidden = sum(len(group) for _, group in rows[max_spans:])
+        lines.append(f"... {hidden} more spans not shown")
     return "\n".join(lines)

@@ -39,15 +39,24 @@ REDIS_URL = f"{harness.REDIS_BASE}/13"  # this module's own Redis database, flus
 GATE_LOAD = {"SLO_GATE_DURATION": "4", "SLO_GATE_SLICE": "2", "SLO_GATE_USERS": "8"}
 
 
-def spec_without_timing_detector(workdir: Path) -> Path:
-    """The gate's embedded spec, with serial_fanout reported but not failing: it is decided by
-    thread timing, which a 2-core box shared with other test runs perturbs at random (seen
-    firing on one trace in a hundred). Every objective and the other detectors stay as shipped."""
+def quiet_spec(workdir: Path) -> Path:
+    """The gate's embedded spec, made deaf to timing noise and nothing else.
+
+    What this module proves is the PostgreSQL/Redis path and each bug's explanation, not the
+    gate's immunity to noise, which is its own tests' business: on a 2-core box shared with
+    other test runs an A/A gate now and then sees a +40% median at p = 0.002-0.004. So the
+    significance level drops from 0.01 to 0.0005 (the bugs' latency shifts are at p < 0.0001,
+    their query counts need no test) and serial_fanout, which thread timing alone can trip, is
+    reported without failing. Objectives, budgets and the other detectors stay as shipped."""
     import yaml
 
     from slo.gate import embedded_spec_path
 
     spec = yaml.safe_load(Path(embedded_spec_path()).read_text())
+    spec.setdefault("regression", {})["alpha"] = 0.0005
+    for slo in spec["slos"]:
+        if "regression" in slo:
+            slo["regression"]["alpha"] = 0.0005
     spec.setdefault("detectors", {})["serial_fanout"] = {"fail": False}
     path = workdir / "slo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -55,8 +64,9 @@ def spec_without_timing_detector(workdir: Path) -> Path:
 
 
 def run_gate(workdir: Path, **env: str) -> tuple[int, dict[str, Any], str]:
-    """The compose `gate` service's command, with `env` added; (exit code, report, output)."""
-    env.setdefault("SLO_GATE_SPEC", str(spec_without_timing_detector(workdir)))
+    """The compose `gate` service's command, with GATE_LOAD and `env` added (env wins);
+    (exit code, report, output)."""
+    env.setdefault("SLO_GATE_SPEC", str(quiet_spec(workdir)))
     # A cold cache for every run, as the in-process cache is: stock cached in Redis by an
     # earlier run would hide `missing_index` (only cache misses reach the inventory table).
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -64,7 +74,9 @@ def run_gate(workdir: Path, **env: str) -> tuple[int, dict[str, Any], str]:
     argv, base_env = stack.command("gate")
     assert argv[1:3] == ["gate", "--db"] and "--cache" in argv
     full = {k: v for k, v in harness.os.environ.items() if not k.startswith(harness.compose.PREFIXES)}
-    full.update(base_env, **GATE_LOAD, **env)
+    full.update(base_env)
+    full.update(GATE_LOAD)
+    full.update(env)
     proc = subprocess.run(argv, cwd=harness.ROOT, env=full, capture_output=True, text=True, timeout=240)
     out = proc.stdout + proc.stderr
     report_path = workdir / "data" / "reports" / "slo-report.json"
@@ -85,7 +97,9 @@ def _top_contribution(result: dict[str, Any]) -> dict[str, Any]:
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The no-bug gate: it must pass; its saved baseline serves the bug runs."""
     workdir = tmp_path_factory.mktemp("gate-nobug")
-    code, report, out = run_gate(workdir)
+    # More, shorter interleaved slices than the bug runs: the two sides then share the noise
+    # of a busy machine more evenly, and a pass does not hinge on one unlucky slice.
+    code, report, out = run_gate(workdir, SLO_GATE_DURATION="6", SLO_GATE_SLICE="1.5")
     assert code == 0 and report["verdict"] == "pass", f"exit {code}:\n{out[-4000:]}"
     systems = {
         (s["attributes"].get("db.system.name") or s["attributes"].get("db.system"))

@@ -103,7 +103,7 @@ def test_product_ids_favour_the_popular_head() -> None:
     draws = [i for _ in range(2000) for i in catalog.product_ids(rng, 2)]
     assert all(1 <= i <= catalog.SIZES["products"] for i in draws)
     share = sum(1 for i in draws if i <= hot) / len(draws)
-    assert share > 0.8  # the SUT's seeded orders favour the same products
+    assert 0.75 < share < 0.95  # mostly the popular head, and a steady long tail
     assert len(set(catalog.product_ids(rng, 4))) == 4
 
 

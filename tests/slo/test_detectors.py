@@ -380,3 +380,50 @@ def test_slow_statement_is_measured_against_the_entry_server_span():
     f = only(run_detectors(table(*traces)), "slow_statement")[0]
     assert f["span"] == "GET /orders/<int:order_id>" and f["request_service"] == "order-service"
     assert f["share"] == pytest.approx(35 / 40, abs=0.01)
+
+
+def test_sensitive_data_counts_spans_and_says_when_counts_are_capped():
+    traces = []
+    for i in range(3):
+        t = Trace(i * 10)
+        t.span("mailer", "send", 0, 1, kind="server",
+               attrs={"to": "a@example.com, b@example.org", "auth": "Bearer abcdefgh12345678"})
+        traces.append(t)
+    found = {f["kind"]: f for f in only(run_detectors(table(*traces)), "sensitive_data")}
+    assert found["email"]["count"] == 3 and found["bearer_token"]["count"] == 3
+    assert "on 3 span(s)" in found["email"]["message"]
+    capped = only(run_detectors(table(*traces), {"sensitive_data": {"max_rows": 2}}), "sensitive_data")
+    assert all(f["count"] == 2 and "at least 2" in f["message"] for f in capped)
+
+
+def test_a_table_without_the_span_columns_is_a_clear_error():
+    import pyarrow as pa
+
+    from slo.errors import SloError
+
+    with pytest.raises(SloError, match="lacks column"):
+        run_detectors(pa.table({"trace_id": ["a"], "span_id": ["b"]}))
+
+
+def test_a_call_overlapping_the_previous_one_ends_the_serial_run():
+    traces = []
+    for n in range(3):
+        t = Trace(n * 100)
+        root = t.span("order-service", "GET /orders/<int:order_id>", 0, 40, kind="server")
+        # a, b, c one after another; d starts while c is still running (parallel to it)
+        for svc, start in [("a", 1), ("b", 5.2), ("c", 9.4), ("d", 11.0)]:
+            c = t.span("order-service", "GET", start, 4, parent=root, kind="client")
+            t.span(svc, "GET /", start + 0.2, 3.6, parent=c, kind="server")
+        traces.append(t)
+    f = only(run_detectors(table(*traces)), "serial_fanout")[0]
+    assert f["callees"] == ["a", "b", "c"] and f["count"] == 3
+    assert f["saved_ms"] == pytest.approx(8.0, abs=0.01)
+
+
+def test_a_root_that_outlives_the_dangling_call_is_not_its_callee():
+    pairs = []
+    for i in range(4):
+        caller, callee, _ = split_order(i * 100)
+        callee.rows[0]["end_ns"] = callee.t0 + 30 * MS  # runs on long after the call returned
+        pairs += [caller, callee]
+    assert only(run_detectors(table(*pairs)), "broken_trace") == []

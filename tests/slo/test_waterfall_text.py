@@ -70,7 +70,21 @@ def test_broken_traces_and_empty_traces_render():
 
 
 def test_long_traces_are_cut_with_a_note():
-    spans = [sp("r", "", "svc", "root", 0, 100)] + [sp(f"s{i}", "r", "svc", "q", i, 1) for i in range(300)]
+    spans = [sp("r", "", "svc", "root", 0, 100)] + [sp(f"s{i}", "r", "svc", f"q{i}", i, 1) for i in range(300)]
     text = render({"trace_id": "z", "spans": spans}, max_spans=50)
     assert len(text.splitlines()) == 3 + 50 + 1
     assert "251 more spans" in text
+
+
+def test_an_n_plus_one_loop_is_one_line():
+    spans = [sp("r", "", "product-service", "GET /products", 0, 30),
+             sp("q0", "r", "product-service", "SELECT", 1, 2, "SELECT * FROM products LIMIT 20")]
+    spans += [sp(f"c{i}", "r", "product-service", "SELECT", 4 + i, 0.5,
+                 f"SELECT name FROM categories WHERE id = {i}") for i in range(20)]
+    lines = render({"trace_id": "n", "spans": spans}).splitlines()[3:]
+    assert len(lines) == 3
+    assert "SELECT NAME FROM CATEGORIES WHERE ID = ? ×20" in lines[2]
+    assert lines[2].rstrip().endswith("10.0 ms")  # 20 x 0.5 ms
+    # Three in a row stay separate lines; collapse=0 never collapses.
+    assert len(render({"trace_id": "n", "spans": spans[:5]}).splitlines()[3:]) == 5
+    assert len(render({"trace_id": "n", "spans": spans}, collapse=0).splitlines()[3:]) == 22
