@@ -59,7 +59,7 @@ class ShopUser(_Journeys):
         ids = ",".join(str(i) for i in catalog.product_ids(self.rng, self.rng.randint(1, 4)))
         self._get("product-service", f"/products/batch?ids={ids}", "/products/batch")
 
-    @task(15)
+    @task(20)
     def stock_check(self) -> None:
         ids = ",".join(str(i) for i in catalog.product_ids(self.rng, self.rng.randint(1, 2)))
         self._get("inventory-service", f"/stock?product_ids={ids}", "/stock")

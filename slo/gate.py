@@ -209,6 +209,12 @@ class Proc:
             return ""
         return "\n".join(text[-lines:])
 
+    def terminate(self) -> None:
+        """SIGTERM the whole group, without waiting."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 8.0) -> None:
         """SIGTERM the whole group, then SIGKILL what is left after `timeout`."""
         if self.popen.poll() is None:
@@ -581,11 +587,24 @@ class Gate:
             _restore_signal_handlers(previous)
 
     def shutdown(self) -> None:
-        keep = self.c.keep
-        for p in reversed(self.procs):
-            if keep and p.name != "locust" and p.alive():
-                continue
-            p.stop()
+        """Stop what we started: SIGTERM every group at once, then SIGKILL what lingers.
+
+        A second Ctrl-C while this runs is ignored: half a clean-up would leave processes.
+        """
+        ignored = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):
+                ignored[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            keep = self.c.keep
+            stopping = [p for p in self.procs if not (keep and p.name != "locust")]
+            for p in stopping:
+                p.terminate()
+            deadline = time.monotonic() + 10
+            for p in stopping:
+                p.stop(timeout=max(0.1, deadline - time.monotonic()))
+        finally:
+            _restore_signal_handlers(ignored)
         if keep:
             alive = [p for p in self.procs if p.alive()]
             for p in alive:

@@ -39,7 +39,7 @@ def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option("--spec", envvar="SLO_GATE_SPEC", type=click.Path(exists=True, dir_okay=False),
               help="SLO spec (default: the embedded one)")
 @click.option("--db", envvar="SLO_GATE_DB",
-              help="SUT database URL (default: a shared, seeded SQLite file)")
+              help="SUT database URL (default: a private copy of a seeded SQLite file)")
 @click.option("--cache", envvar="SLO_GATE_CACHE",
               help="SUT stock cache URL, e.g. redis://127.0.0.1:6379/0 (default in-process)")
 @click.option("--slice", "slice_seconds", envvar="SLO_GATE_SLICE", type=click.FloatRange(min=0.5),
