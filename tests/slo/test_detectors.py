@@ -119,6 +119,14 @@ def test_serial_fanout_found_with_saved_time():
     assert f["fails"] is True
 
 
+def test_a_few_serialized_traces_among_parallel_ones_are_noise_not_a_finding():
+    # a busy machine serializes a thread pool now and then; the bug does it in most requests
+    noisy = [order(i in (10, 50, 90), i * 100) for i in range(100)]
+    assert only(run_detectors(table(*noisy)), "serial_fanout") == []
+    buggy = [order(i % 3 == 0, i * 100) for i in range(100)]
+    assert only(run_detectors(table(*buggy)), "serial_fanout")[0]["traces"] == 34
+
+
 def test_parallel_calls_are_not_serial_fanout():
     assert only(run_detectors(table(order(False))), "serial_fanout") == []
 
