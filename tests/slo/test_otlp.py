@@ -17,7 +17,7 @@ from slo import otlp
 from slo.errors import PayloadError
 from slo.spans import SCHEMA
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _kv(key, **value):

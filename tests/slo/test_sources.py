@@ -17,7 +17,7 @@ from slo.errors import SourceError
 from slo.sources import read_jaeger, read_otlp_files
 from slo.spans import SCHEMA
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OTLP = FIXTURES / "otlp-proto-example-trace.json"
 JAEGER = FIXTURES / "jaeger-api-traces.json"
 JAEGER_V3 = FIXTURES / "jaeger-apiv3-findtraces.json"
