@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from slo.check import summarize_run
+from slo.check import prefetch_scipy, summarize_run
 from slo.errors import BaselineError
 from slo.spec import Spec
 
@@ -85,4 +85,5 @@ def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(doc["slos"], dict) or not all(isinstance(v, dict)
                                                     for v in doc["slos"].values()):
         raise BaselineError(f"{p}: malformed baseline ('slos' must map names to summaries)")
+    prefetch_scipy()  # the comparison that follows needs it: import it while spans are read
     return doc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats as sps
 
 from slo import explain, sqlnorm
 from slo.critical_path import self_times
@@ -42,6 +42,23 @@ from slo.stats import (
 )
 from slo.traces import nearest, spread, subtree, trace_dict
 from slo.tree import CountStats, RunIndex, index_for
+
+
+def prefetch_scipy() -> None:
+    """Start importing scipy.stats (half a second) in the background: only a baseline
+    comparison needs it, and loading a baseline comes just before reading the spans, whose
+    Parquet decoding leaves the GIL free. The real import later waits for this one."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        try:
+            importlib.import_module("scipy.stats")
+        except Exception:  # noqa: BLE001 - the real import, later, reports it
+            pass
+
+    threading.Thread(target=load, name="slo-import-scipy", daemon=True).start()
+
 
 #: Traces per SLO sampled (evenly over the latency ranks) to attribute latency.
 ATTRIBUTION_TRACES = 40
@@ -525,6 +542,11 @@ class _Check:
 
     def run(self) -> dict[str, Any]:
         spec, ix = self.spec, self.ix
+        # The detectors are DuckDB queries, which run without the GIL: in a second thread
+        # they overlap the numpy work below instead of following it.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="slo-detectors")
+        detecting = pool.submit(run_detectors, ix.table, spec.detectors)
+        pool.shutdown(wait=False)
         evals = [evaluate(ix, s) for s in spec.slos]
         base_slos = (self.baseline or {}).get("slos") or {}
         for ev in evals:
@@ -534,7 +556,7 @@ class _Check:
                     base_slos.get(ev.slo.name) if self.baseline else None, o)
             if self.baseline is not None:
                 self.regressions(ev, base_slos.get(ev.slo.name))
-        findings = run_detectors(ix.table, spec.detectors)
+        findings = detecting.result()
         for f in findings:  # the evidence, and the other half of a split trace
             for key, value in f.items():
                 if key.endswith("trace_id") and isinstance(value, str) and value:
@@ -623,6 +645,8 @@ def _welch_greater(base: dict, cand: dict, cand_n: int, base_n: int, alpha: floa
     if base.get("std", 0) == 0 and cand.get("std", 0) == 0:
         sig = cand["mean"] > base["mean"]
         return TestResult(0.0 if sig else 1.0, sig, "no variance")
+    from scipy import stats as sps
+
     res = sps.ttest_ind_from_stats(cand["mean"], cand["std"], cand_n, base["mean"],
                                    base["std"], base_n, equal_var=False, alternative="greater")
     p = float(res.pvalue)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 #: Most samples kept per distribution in baselines and reports.
 MAX_SAMPLES = 2000
@@ -63,6 +62,8 @@ def mann_whitney_greater(baseline: np.ndarray | list[float], candidate: np.ndarr
                           f"candidate; need {min_samples} each)")
     if np.ptp(np.concatenate([b, c])) == 0:
         return TestResult(1.0, False, "not significant (all samples equal)")
+    from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
+
     p = float(sps.mannwhitneyu(c, b, alternative="greater", method="asymptotic").pvalue)
     if p < alpha:
         return TestResult(p, True, f"significant (Mann-Whitney U, {_p(p)} < {alpha:g})")
@@ -76,6 +77,8 @@ def proportion_greater(base_events: int, base_n: int, cand_events: int, cand_n: 
         return TestResult(None, None, f"too few samples to test ({base_n} baseline, {cand_n} "
                           f"candidate; need {min_samples} each)")
     table = [[cand_events, cand_n - cand_events], [base_events, base_n - base_events]]
+    from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
+
     p = float(sps.fisher_exact(table, alternative="greater").pvalue)
     if p < alpha:
         return TestResult(p, True, f"significant (Fisher exact, {_p(p)} < {alpha:g})")
@@ -100,6 +103,8 @@ def tail_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | lis
     thr = float(np.percentile(b, q, method="higher"))
     ba, ca = int((b > thr).sum()), int((c > thr).sum())
     table = [[ca, c.size - ca], [ba, b.size - ba]]
+    from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
+
     p = float(sps.fisher_exact(table, alternative="greater").pvalue)
     share = f"{ca / c.size * 100:.0f}% of requests above the baseline's p{q:g} (was " \
             f"{ba / b.size * 100:.0f}%)"

@@ -138,7 +138,7 @@ def test_gate_catches_missing_index(gates: dict) -> None:
     code, out, report = gates["missing_index"]
     assert code == 1, out
     latency = [r for r in _failing(report) if r["objective"].startswith("latency")]
-    assert {r["slo"] for r in latency} & {"stock", "order-detail"}, _failing(report)
+    assert {r["slo"] for r in latency} & {"stock", "stock-query", "order-detail"}, _failing(report)
     assert any("inventory" in r["explanation"].lower() for r in latency), latency
     _no_leftovers(out)
 

@@ -121,7 +121,7 @@ def test_no_bug_passes_on_postgres_and_redis(baseline: Path) -> None:
 def _explains_missing_index(report: dict[str, Any]) -> None:
     hits = [
         r for r in _failed(report)
-        if r["objective"].startswith("latency") and r["slo"] in ("stock", "order-detail")
+        if r["objective"].startswith("latency") and r["slo"] in ("stock", "stock-query", "order-detail")
         and _top_contribution(r).get("service") == "inventory-service"
         and "FROM INVENTORY" in (_top_contribution(r).get("statement") or "").upper()
     ]
