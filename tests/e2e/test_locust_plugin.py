@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -166,11 +168,15 @@ def test_web_ui_slo_tab_in_chromium(stack: Gate, tmp_path: Path, spec: str) -> N
                 expect(row).to_have_attribute("data-status", "pass", timeout=30_000)
                 page.locator("#bug-n_plus_one").check()
                 expect(row).to_have_attribute("data-status", "fail", timeout=40_000)
+                page.screenshot(path=str(tmp_path / "slo-tab.png"), full_page=True)
                 link = row.locator("a.trace-link")
                 expect(link).to_be_visible()
                 href = link.get_attribute("href")
                 page.goto(f"{url}/slo/{href}")
                 expect(page.locator("body")).to_contain_text("product-service")
+                page.screenshot(path=str(tmp_path / "slo-trace.png"), full_page=True)
+                shutil.copy(tmp_path / "slo-tab.png", Path(tempfile.gettempdir()) / "slo-tab.png")
+                shutil.copy(tmp_path / "slo-trace.png", Path(tempfile.gettempdir()) / "slo-trace.png")
             finally:
                 browser.close()
     finally:
