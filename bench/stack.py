@@ -24,13 +24,14 @@ import os
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from slo.ports import free_port_range
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -39,23 +40,7 @@ N_ORDERS = 50_000  # the SUT's seeded orders (sut.seed.ORDERS); ids 1..N
 
 
 def free_base(n: int = 5) -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n >= 65535:
-            continue
-        try:
-            socks = [socket.socket() for _ in range(n)]
-            for i, s in enumerate(socks):
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise SystemExit("no free port range")
+    return free_port_range(n)
 
 
 class Sut:

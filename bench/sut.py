@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+from slo.ports import free_port_range  # noqa: E402
 from sut import seed  # noqa: E402
 
 SUT = str(Path(sys.executable).with_name("sut"))
@@ -73,21 +73,7 @@ class Sink:
 
 
 def free_base() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + 5 < 65535:
-            try:
-                socks = [socket.socket() for _ in range(5)]
-                for i, s in enumerate(socks):
-                    s.bind(("127.0.0.1", base + i))
-                return base
-            except OSError:
-                continue
-            finally:
-                for s in socks:
-                    s.close()
+    return free_port_range(5)
 
 
 class Sut:

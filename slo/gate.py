@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from slo.errors import SloError
+from slo.ports import free_port, free_port_range
 
 
 class GateError(SloError):
@@ -148,33 +149,6 @@ def _num(v: Any, unit: str) -> str:
 
 
 # ---------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_range(n: int, attempts: int = 50) -> int:
-    """A base port with `n` consecutive free ports (the SUT's five services)."""
-    for _ in range(attempts):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise GateError(f"no {n} consecutive free ports found on 127.0.0.1")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

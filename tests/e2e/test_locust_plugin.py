@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from slo.gate import Gate, GateConfig
+from slo.ports import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -120,18 +120,12 @@ def test_headless_bad_spec_exit_2(stack: Gate, tmp_path: Path) -> None:
     assert "bad.yaml" in proc.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_web_ui_slo_tab_in_chromium(stack: Gate, tmp_path: Path, spec: str) -> None:
     """Start a swarm from Locust's UI, switch n_plus_one on in the SLO tab, see it fail."""
     from playwright.sync_api import expect, sync_playwright
 
     stack.admin_bugs([])
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, SUT_ADMIN_TOKEN=stack.token)
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host",

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slo.ports import free_port, free_port_range
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG_BASE = "postgresql://127.0.0.1:5432/test"
@@ -54,32 +56,6 @@ def pg_url(schema: str) -> str:
     """The machine's PostgreSQL, database `test`, with `schema` first on the search path (the
     SUT creates it and seeds it once)."""
     return f"{PG_BASE}?options=-csearch_path%3D{schema}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_range(n: int) -> int:
-    for _ in range(100):
-        base = free_port()
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} free consecutive ports")
 
 
 class Proc:

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
+
+from slo.ports import free_port, free_port_range  # noqa: F401 (free_port: re-exported)
 
 TOKEN = "test-token"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def free_base_port(count: int = 5) -> int:
     """A base port with `count` consecutive free ports after it."""
-    for _ in range(200):
-        base = free_port()
-        if base + count >= 65535:
-            continue
-        socks = []
-        try:
-            for i in range(count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no run of free ports")
+    return free_port_range(count)
 
 
 def http(method: str, url: str, body: object | None = None, token: str | None = None,
