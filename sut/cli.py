@@ -14,7 +14,14 @@ import click
 
 from sut import SERVICES
 from sut.bugs import BUGS, UnknownBug, validate
-from sut.config import DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, DEFAULT_HOST, Settings, split_names
+from sut.config import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_DATA_DIR,
+    DEFAULT_HOST,
+    Settings,
+    peer_urls_from_env,
+    split_names,
+)
 from sut.errors import SutError
 
 
@@ -82,10 +89,7 @@ def _up_options(db_url: str, cache_url: str, cache_ttl: float, bug_names: str, b
                         base_port=base_port, cache_ttl=cache_ttl,
                         cache_prefix=os.environ.get("SUT_CACHE_PREFIX") or "sut:")
     # peers may live elsewhere (containers): SUT_USER_URL, ... override the computed URLs
-    for name, url in Settings.from_env().urls.items():
-        key = "SUT_" + name.split("-")[0].upper() + "_URL"
-        if os.environ.get(key):
-            settings.urls[name] = url
+    settings.urls.update(peer_urls_from_env())
     return UpOptions(settings=settings, bind_host=host, workers=workers, threads=threads)
 
 
@@ -144,6 +148,7 @@ def bugs(action: str, names: tuple[str, ...], base_port: int, host: str, data_di
         raise click.UsageError(f"name at least one bug to {action}: {', '.join(BUGS)}")
     peer = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     settings = Settings(data_dir=Path(data_dir), admin_token=token, host=peer, base_port=base_port)
+    settings.urls.update(peer_urls_from_env())  # services elsewhere: SUT_USER_URL, ...
     token = settings.token()
     if not token:
         raise CouldNotRun(f"no admin token: pass --token, set SUT_ADMIN_TOKEN, or run `sut up` "

@@ -70,11 +70,7 @@ class Settings:
         host = env.get("SUT_HOST") or DEFAULT_HOST
         # a service listening on 0.0.0.0 still reaches its peers through loopback
         peer_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        urls = {}
-        for name in SERVICES:
-            key = "SUT_" + name.split("-")[0].upper() + "_URL"  # SUT_USER_URL, ...
-            if env.get(key):
-                urls[name] = env[key].rstrip("/")
+        urls = peer_urls_from_env(env)
         settings = cls(
             data_dir=Path(env.get("SUT_DATA_DIR") or DEFAULT_DATA_DIR),
             db_url=env.get("SUT_DB", ""),
@@ -88,3 +84,15 @@ class Settings:
             urls=urls,
         )
         return settings
+
+
+def peer_urls_from_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The services whose URL the environment sets (SUT_USER_URL, ...): peers on other hosts,
+    e.g. one container per service; the others sit at the base port's offsets."""
+    env = os.environ if env is None else env
+    urls = {}
+    for name in SERVICES:
+        key = "SUT_" + name.split("-")[0].upper() + "_URL"
+        if env.get(key):
+            urls[name] = env[key].rstrip("/")
+    return urls

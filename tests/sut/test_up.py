@@ -113,6 +113,11 @@ def test_cli_bad_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
     done = run_sut(["bugs", "list", "--base-port", str(free_base_port()), "--token", "x"])
     assert done.returncode == 2 and "cannot reach order-service" in done.stderr
     assert "Traceback" not in done.stderr
+    # services on other hosts (one container each) are found through SUT_*_URL
+    elsewhere = f"http://127.0.0.1:{free_base_port(1)}"
+    done = run_sut(["bugs", "list", "--base-port", str(free_base_port()), "--token", "x"],
+                   env={"SUT_ORDER_URL": elsewhere})
+    assert done.returncode == 2 and f"order-service at {elsewhere}/admin/bugs" in done.stderr
 
 
 def test_serve_runs_one_service(seeded_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
