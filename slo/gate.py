@@ -238,6 +238,7 @@ class GateConfig:
     gap: float = 0.2  # no-run-id gap at each slice boundary (bug switch + drain in-flight)
     workdir: str | None = None
     sut_workers: int | None = None
+    locust_processes: int = 1  # > 1: Locust's --processes; each process re-reads the run id file
 
 
 def plan_slices(duration: float, slice_seconds: float, with_baseline: bool) -> list[str]:
@@ -406,6 +407,12 @@ class Gate:
             "--slo-otlp-endpoint", f"http://127.0.0.1:{self.collector_port}",
             "--loglevel", "WARNING",
         ]
+        if self.c.locust_processes > 1:
+            # the forked workers dial --master-port while the parent binds --master-bind-port:
+            # away from the default 5557 (gates may run side by side) both must be given
+            port = str(free_port())
+            cmd += ["--processes", str(self.c.locust_processes),
+                    "--master-bind-port", port, "--master-port", port]
         env = self.env()
         env["SUT_ADMIN_TOKEN"] = self.token
         return self.start("locust", cmd, env)
@@ -417,7 +424,9 @@ class Gate:
         per_slice = slice_s + self.c.gap
         left = self.c.warmup + per_slice * len(sides)
         self._wait_for_traffic(locust)
-        self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users ({left:.0f} s of load left)")
+        procs = f" in {self.c.locust_processes} Locust processes" if self.c.locust_processes > 1 else ""
+        self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users{procs} "
+                 f"({left:.0f} s of load left)")
         self._sleep(self.c.warmup, locust)
         ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
         current_bugs: list[str] | None = []
@@ -522,6 +531,7 @@ class Gate:
         report = run_check(spec, cand, baseline=baseline, run_meta=cmeta)
         report["gate"] = {
             "gate_id": self.gate_id, "bugs": list(self.c.bugs), "users": self.c.users,
+            "locust_processes": self.c.locust_processes,
             "duration_s": self.c.duration, "slices": ids,
             "wall_s": round(time.monotonic() - self.t0, 1),
         }

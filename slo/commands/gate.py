@@ -47,10 +47,13 @@ def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
               help="seconds per interleaved baseline/candidate slice")
 @click.option("--warmup", envvar="SLO_GATE_WARMUP", type=click.FloatRange(min=0.0),
               default=3.0, show_default=True, help="seconds of unmeasured load first")
+@click.option("--locust-processes", envvar="SLO_GATE_LOCUST_PROCESSES", type=click.IntRange(min=1),
+              default=1, show_default=True,
+              help="Locust load processes (Locust's --processes: a master and N-1 more workers)")
 def command(
     bugs: list[str], duration: float, users: int, baseline_file: str | None, keep: bool,
     report_dir: str, spec: str | None, db: str | None, cache: str | None, slice_seconds: float,
-    warmup: float,
+    warmup: float, locust_processes: int,
 ) -> None:
     """Start collector and SUT, run baseline and candidate load, check, write reports.
 
@@ -62,7 +65,7 @@ def command(
     config = GateConfig(
         bugs=bugs, duration=duration, users=users, baseline_file=baseline_file, keep=keep,
         report_dir=report_dir, spec=spec, db=db, cache=cache, slice_seconds=slice_seconds,
-        warmup=warmup,
+        warmup=warmup, locust_processes=locust_processes,
     )
     try:
         code = run_gate(config, out=lambda line: click.echo(line))

@@ -164,3 +164,24 @@ def test_gate_bad_flags_exit_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "no_such_bug" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gate_with_several_locust_processes(tmp_path: Path) -> None:
+    """Under `--processes` only the forked workers run users: each must follow the gate's run
+    id switches, or the candidate slices would hold baseline traffic and the bug would hide."""
+    done = subprocess.run(
+        [SLO, "gate", *SHORT, "--duration", "3", "--bugs", "n_plus_one", "--locust-processes", "2",
+         "--report-dir", str(tmp_path / "reports")],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=240,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "in 2 Locust processes" in done.stdout
+    report = json.loads((tmp_path / "reports" / "slo-report.json").read_text())
+    assert report["gate"]["locust_processes"] == 2
+    product_list = {r["objective"] for r in _failing(report) if r["slo"] == "product-list"}
+    assert "db_queries_regression" in product_list, _failing(report)
+    baseline = [r for r in report["results"]
+                if r["slo"] == "product-list" and r["objective"] == "db_queries_regression"][0]
+    assert baseline["baseline"] <= 2 and baseline["samples"] > 0, baseline
+    _no_leftovers(done.stdout)
