@@ -13,23 +13,14 @@ on the machine's speed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+import stack_harness as harness
 import yaml
-
-_here = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("_slo_host_stack", _here / "test_stack_postgres_redis_harness.py")
-assert _spec and _spec.loader
-harness = sys.modules.get("_slo_host_stack") or importlib.util.module_from_spec(_spec)
-if "_slo_host_stack" not in sys.modules:
-    sys.modules["_slo_host_stack"] = harness
-    _spec.loader.exec_module(harness)
 
 pytestmark = pytest.mark.e2e
 
