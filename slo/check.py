@@ -62,6 +62,7 @@ def prefetch_scipy() -> None:
 
 #: Traces per SLO sampled (evenly over the latency ranks) to attribute latency.
 ATTRIBUTION_TRACES = 40
+REPORT_SAMPLES = 100_000  # latency samples in a report, all SLOs together (see report_samples)
 #: Latency statistics compared against a baseline, in the order they are reported.
 REGRESSION_STATS = ("p50", "p90", "mean")
 
@@ -605,12 +606,18 @@ class _Check:
             "traces": traces,
         }
 
+    @property
+    def report_samples(self) -> int:
+        """Latency samples per SLO in the report: MAX_SAMPLES up to 50 SLOs, then fewer, so
+        the report (JSON, HTML charts) stays ~100k samples however many SLOs there are."""
+        return max(200, min(MAX_SAMPLES, REPORT_SAMPLES // max(len(self.spec.slos), 1)))
+
     def slo_block(self, ev: SloEval, base: dict | None) -> dict[str, Any]:
         return {
             "name": ev.slo.name,
             "select": ev.slo.select.as_dict(),
             "samples": ev.n,
-            "latency_ms": {"candidate": downsample(ev.durations, MAX_SAMPLES),
+            "latency_ms": {"candidate": downsample(ev.durations, self.report_samples),
                            "baseline": (base or {}).get("latency_ms") if self.baseline
                            else None},
             "budgets_ms": {o.name: o.budget for o in ev.slo.objectives if o.unit == "ms"},
