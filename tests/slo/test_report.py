@@ -63,9 +63,9 @@ def test_markdown_has_table_why_and_waterfall(failing: dict) -> None:
     md = to_markdown(failing)
     assert md.startswith("## ❌ SLO check failed")
     assert "run `cand` · baseline `base`" in md
-    assert md.count("\n| order-detail |") + md.count("\n| product-list |") == len(
+    assert md.count("\n| `order-detail` |") + md.count("\n| `product-list` |") == len(
         failing["results"])
-    assert "### Why" in md and "**product-list · repeated_queries**" in md
+    assert "### Why" in md and "**`product-list` · `repeated_queries`**" in md
     assert "SELECT NAME FROM CATEGORIES WHERE ID = ?" in md
     assert "```text" in md and "◀ culprit" in md
     assert "| span group | baseline p50 (mean) | candidate p50 (mean) | share of added time |" in md
