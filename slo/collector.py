@@ -563,10 +563,10 @@ def make_grpc_server(collector: Collector, host: str, port: int) -> tuple[Any, i
         try:
             decoded = collector.ingest_body(raw, "application/x-protobuf", None)
         except otlp.PayloadTooLarge as e:
-            collector.stats.bad_requests += 1
+            collector.count_bad()
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
         except PayloadError as e:
-            collector.stats.bad_requests += 1
+            collector.count_bad()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except Exception as e:
             log.exception("failed to store a gRPC request")
