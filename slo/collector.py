@@ -286,7 +286,24 @@ class HttpServer:
         finally:
             self.connections -= 1
             self._tasks.discard(task)
-            writer.transport.abort()  # never wait on a peer that does not read
+            await _linger_close(reader, writer)
+
+
+async def _linger_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close after our last answer without losing it: send FIN, read and drop what the peer
+    still sends for up to a second (closing with unread input sends a reset, which can
+    destroy the answer in the peer's buffer), then close for good."""
+    transport = writer.transport
+    try:
+        if not transport.is_closing() and transport.can_write_eof():
+            transport.write_eof()
+            async with asyncio.timeout(1.0):
+                while await reader.read(_READ):
+                    pass
+    except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
+        pass
+    finally:
+        transport.abort()  # never wait on a peer that does not read
 
 
 class _Exchange:

@@ -179,3 +179,48 @@ def test_401_challenges_and_other_methods_get_405_with_allow(tmp_path):
         assert requests.get(url.replace("/v1/traces", "/healthz"), timeout=10).text == "ok\n"
     finally:
         run.stop()
+
+
+def test_concurrent_grpc_exports_are_queued_not_refused(tmp_path):
+    """The old receiver's concurrent-RPC cap answered 32 of these 40 RESOURCE_EXHAUSTED (not
+    to be retried, per the OTLP spec): data a forwarding Collector would have dropped."""
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=0))
+    channel = grpc.insecure_channel(f"127.0.0.1:{run.grpc_port}")
+    try:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
+        calls = [export.future(_body(200, "grpc-burst", prefix=f"g{i}"), timeout=30)
+                 for i in range(40)]
+        for call in calls:
+            call.result()  # raises on any error status
+        assert SpanStore(tmp_path).read("grpc-burst").num_rows == 40 * 200
+    finally:
+        channel.close()
+        run.stop()
+
+
+def test_a_body_slower_than_its_deadline_gets_408_and_the_connection_closes(tmp_path):
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, body_timeout_s=1.0))
+    s = socket.create_connection(("127.0.0.1", run.http_port))
+    try:
+        s.sendall(HEAD)
+        t0 = time.monotonic()
+        s.settimeout(10)
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in answer:
+            s.sendall(b"\x0a")  # a byte every 0.2 s: each read is quick, the whole is not
+            time.sleep(0.2)
+            s.setblocking(False)
+            try:
+                answer += s.recv(4096)
+            except BlockingIOError:
+                pass
+            s.setblocking(True)
+            assert time.monotonic() - t0 < 5, "the slow body was never cut off"
+        assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower()
+        assert run.collector.held == 0
+    finally:
+        s.close()
+        run.stop()
