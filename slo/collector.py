@@ -269,6 +269,7 @@ class HttpServer:
         assert task is not None
         self._tasks.add(task)
         self.connections += 1
+        linger = True
         try:
             if self.connections > self.max_connections:
                 self.collector.count_throttled()
@@ -280,13 +281,17 @@ class HttpServer:
         except (_Timeout, ConnectionError, h11.ProtocolError):
             pass  # the peer was too slow, went away, or spoke no HTTP: just close
         except asyncio.CancelledError:
-            pass  # stopping: end quietly (asyncio logs a cancelled connection callback)
+            linger = False  # stopping: end quietly (asyncio logs a cancelled callback)
         except Exception:
             log.exception("HTTP connection failed")
         finally:
             self.connections -= 1
-            self._tasks.discard(task)
-            await _linger_close(reader, writer)
+            try:
+                if linger:
+                    await _linger_close(reader, writer)
+                writer.transport.abort()
+            finally:
+                self._tasks.discard(task)
 
 
 async def _linger_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
