@@ -335,7 +335,8 @@ class _Exchange:
             if remaining <= 0:
                 raise _Timeout()
             try:
-                data = await asyncio.wait_for(self.reader.read(_READ), remaining)
+                async with asyncio.timeout(remaining):  # (wait_for makes a task per read)
+                    data = await self.reader.read(_READ)
             except TimeoutError:
                 raise _Timeout() from None
             self.h.receive_data(data)
@@ -361,8 +362,8 @@ class _Exchange:
             self.h.start_next_cycle()
             if not self.h.trailing_data[0]:  # keep-alive: wait for the next request's bytes
                 try:
-                    data = await asyncio.wait_for(self.reader.read(_READ),
-                                                  self.cfg.keepalive_timeout_s)
+                    async with asyncio.timeout(self.cfg.keepalive_timeout_s):
+                        data = await self.reader.read(_READ)
                 except TimeoutError:
                     return
                 if not data:
@@ -540,7 +541,8 @@ class _Exchange:
         data += self.h.send(h11.EndOfMessage())
         self.writer.write(data)
         try:
-            await asyncio.wait_for(self.writer.drain(), self.cfg.write_timeout_s)
+            async with asyncio.timeout(self.cfg.write_timeout_s):
+                await self.writer.drain()
         except TimeoutError:
             raise _Timeout() from None
 
