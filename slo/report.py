@@ -120,7 +120,10 @@ def md_prose(text: Any) -> str:
     out, last = [], 0
     s = _one_line(text)
     for m in _CODE_SPAN.finditer(s):
-        out += [md_text(s[last:m.start()]), md_code(m.group(2), in_table=False)]
+        between = md_text(s[last:m.start()])
+        if not between and out:
+            between = _WJ  # two code spans touching would merge their backtick fences
+        out += [between, md_code(m.group(2), in_table=False)]
         last = m.end()
     out.append(md_text(s[last:]))
     return "".join(out)
@@ -314,15 +317,15 @@ def print_report(report: dict[str, Any], console: Console | None = None,
                  max_waterfalls: int = 5) -> None:
     """The objectives as a table, then per failure its explanation and trace waterfall."""
     console = console or Console()
-    table = Table(title=f"SLO check · run {report.get('run_id') or '-'}"
-                  + (f" vs baseline {report['baseline_run_id']}"
-                     if report.get("baseline_run_id") else ""))
+    table = Table(title=Text(f"SLO check · run {report.get('run_id') or '-'}"
+                             + (f" vs baseline {report['baseline_run_id']}"
+                                if report.get("baseline_run_id") else "")))
     for col, just in (("SLO", "left"), ("objective", "left"), ("status", "left"),
                       ("observed", "right"), ("budget", "right"), ("baseline", "right"),
                       ("samples", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in report.get("results", []):
-        table.add_row(r["slo"], r["objective"],
+        table.add_row(Text(str(r["slo"])), Text(str(r["objective"])),  # Text: no Rich markup
                       Text(r["status"], style=_STYLE.get(r["status"], "")),
                       fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
                       fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))

@@ -120,3 +120,17 @@ def test_known_attacks_are_inert():
     html = _MD.render(md)
     assert "<img" not in html and "<a " not in html and "<script" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, as text
+
+
+def test_terminal_view_shows_rich_markup_in_names_as_text():
+    from rich.console import Console
+
+    from slo.report import print_report
+
+    console = Console(record=True, width=160)
+    name = "[bold red]x[/] [link=https://example.invalid]y[/link]"
+    print_report({"run_id": "[blink]r[/]", "verdict": "pass",
+                  "results": [{"slo": name, "objective": "o", "status": "pass", "samples": 1}]},
+                 console)
+    text = console.export_text()
+    assert name in text and "[blink]r[/]" in text
