@@ -275,7 +275,8 @@ class _Check:
              "observed": _num(observed), "budget": _num(budget), "baseline": None,
              "unit": unit, "samples": samples, "explanation": explanation,
              "trace_id": None, "baseline_trace_id": None, "p_value": None,
-             "significant": None, "contributions": [], "_row": exemplar_row}
+             "significant": None, "contributions": [], "_row": exemplar_row,
+             "spec_line": slo.line}  # where SARIF points when no span names its code
         r.update(extra)
         if exemplar_row is not None:  # the exemplar: its trace, and the selected span in it
             r["trace_id"] = self.tid(exemplar_row)
@@ -552,6 +553,7 @@ class _Check:
         for ev in evals:
             for o in ev.slo.objectives:
                 self.objective(ev, o)
+                self.results[-1]["spec_line"] = o.line or ev.slo.line
                 self.results[-1]["baseline"] = _baseline_value(
                     base_slos.get(ev.slo.name) if self.baseline else None, o)
             if self.baseline is not None:

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from slo import waterfall_text
 from slo.html_report import render_html
+from slo.sarif import write_sarif
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
@@ -223,6 +224,7 @@ def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict
     _write(paths["md"], to_markdown(report))
     _write(paths["junit"], to_junit(report))
     _write(paths["html"], render_html(report))
+    paths["sarif"] = write_sarif(report, d)
     return paths
 
 
