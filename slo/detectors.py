@@ -57,6 +57,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "min_traces": 3,
         "min_share": 0.2,
     },
+    # Sentry's "N+1 API call", sequential flavour: the same downstream route called one
+    # after another under one parent, >= 5 times (the N+1 query rule's count), scaled floor.
+    "n_plus_one_http": {"fail": True, "min_count": 5, "min_total_ms": 1.0},
     "slow_statement": {"fail": False, "min_share": 0.5, "min_ms": 5.0, "min_traces": 3},
     "sensitive_data": {"fail": False, "max_rows": 20000},
 }
@@ -256,6 +259,116 @@ def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                     f"another under `{r['parent_name'] or first.get('parent_span_id', '')}` "
                     f"({_fmt(total_ms)} in all) in {r['traces']} trace(s): load them with one "
                     f"query (a join or IN list)"
+                ),
+                "saved_ms": None,
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------- N+1 calls (HTTP/RPC)
+
+#: Numeric and hex-id path segments of a URL become `{id}`: `/products/17` -> `/products/{id}`.
+_ROUTE_OF_URL = r"""regexp_replace(regexp_replace(regexp_replace({u}, '[?#].*$', ''),
+                    '^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*', ''), '/([0-9]+|[0-9a-fA-F-]{{16,}})(/|$)',
+                    '/{{id}}\2', 'g')"""
+
+
+def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same downstream route called >= min_count times one after another under one
+    parent. The route is the callee's server span name (`GET /products/<int:product_id>`),
+    else the client span's `http.route`, else its URL with ids templated."""
+    url = """coalesce(json_extract_string(c.attributes, '$."url.full"'),
+                      json_extract_string(c.attributes, '$."http.url"'), '')"""
+    method = """coalesce(json_extract_string(c.attributes, '$."http.request.method"'),
+                         json_extract_string(c.attributes, '$."http.method"'), c.name)"""
+    rows = _rows(
+        ctx.con,
+        f"""
+        WITH c AS (
+            SELECT * FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
+        ), parents AS (
+            SELECT pid FROM c GROUP BY pid HAVING count(*) >= $1
+        ), srv AS (
+            SELECT pid, min(name) AS name, min(service) AS service FROM m
+            WHERE kind = 'server' AND pid IN (SELECT c.id FROM c SEMI JOIN parents USING (pid))
+            GROUP BY pid
+        ), calls AS (
+            SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns,
+                   coalesce(srv.service, '') AS callee,
+                   coalesce(srv.name,
+                            nullif(json_extract_string(c.attributes, '$."http.route"'), ''),
+                            nullif({method} || ' ' || {_ROUTE_OF_URL.format(u=url)}, {method} || ' '),
+                            c.name) AS route
+            FROM c SEMI JOIN parents USING (pid) LEFT JOIN srv ON srv.pid = c.id
+        ), lists AS (
+            SELECT pid, route, any_value(tid) AS tid, any_value(service) AS service,
+                   any_value(callee) AS callee, count(*) AS total,
+                   sum(end_ns - start_ns) AS total_ns, arg_min(id, (start_ns, id)) AS first_id,
+                   list(start_ns ORDER BY start_ns, id) AS s, list(end_ns ORDER BY start_ns, id) AS e,
+                   list(id ORDER BY start_ns, id) AS ids
+            FROM calls GROUP BY pid, route HAVING count(*) >= $1
+        ), occ AS (
+            -- sequential steps: calls that start after every earlier one has ended
+            SELECT * EXCLUDE (s, e),
+                   1 + len(list_filter(range(2, len(s) + 1),
+                                       lambda i: s[i] >= list_max(e[1:i - 1]))) AS seq
+            FROM lists
+        ), hit AS (
+            SELECT o.*, coalesce(p.name, '') AS parent_name
+            FROM occ o LEFT JOIN m p ON p.id = o.pid
+            WHERE o.seq >= $1 AND o.total_ns >= $2
+        )
+        SELECT service, parent_name, route, any_value(callee) AS callee, count(*) AS occurrences,
+               count(DISTINCT tid) AS traces, median(seq) AS p50, median(total_ns) AS p50_ns,
+               arg_max(struct_pack(pid, first_id, seq, total_ns, ids), (seq, total_ns, tid)) AS x
+        FROM hit GROUP BY service, parent_name, route
+        ORDER BY traces DESC, service, parent_name, route
+        """,
+        [o["min_count"], int(o["min_total_ms"] * _NS)],
+    )
+    for r in rows:
+        r.update(r.pop("x"))
+    names = ctx.strings([r["pid"] for r in rows] + [r["first_id"] for r in rows])
+    out = []
+    for r in rows:
+        parent, first = names.get(r["pid"], {}), names.get(r["first_id"], {})
+        calls = _rows(
+            ctx.con,
+            """SELECT c.span_id, (c.start_ns - min(c.start_ns) OVER ()) AS offset_ns,
+                      c.end_ns - c.start_ns AS duration_ns,
+                      coalesce(json_extract_string(c.attributes, '$."url.full"'),
+                               json_extract_string(c.attributes, '$."http.url"'), c.name) AS url
+               FROM m c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
+               ORDER BY c.start_ns LIMIT 200""",
+            [r["ids"]],
+        )
+        total_ms = _ms(r["total_ns"])
+        callee = r["callee"] or "its downstream"
+        out.append(
+            {
+                "detector": "n_plus_one_http",
+                "service": r["service"],
+                "span": r["parent_name"],
+                "statement": r["route"],
+                "callee": r["callee"],
+                "count": int(r["seq"]),
+                "trace_id": first.get("trace_id", ""),
+                "span_id": parent.get("span_id") or first.get("parent_span_id", ""),
+                "first_span_id": first.get("span_id", ""),
+                "traces": int(r["traces"]),
+                "occurrences": int(r["occurrences"]),
+                "p50_count": float(r["p50"]),
+                "total_ms": total_ms,
+                "p50_total_ms": _ms(r["p50_ns"]),
+                "calls": [{"span_id": c["span_id"], "url": c["url"],
+                           "offset_ms": _ms(c["offset_ns"]), "duration_ms": _ms(c["duration_ns"])}
+                          for c in calls],
+                "message": (
+                    f"{r['service']} called {callee} `{r['route']}` {r['seq']} times one after "
+                    f"another under `{r['parent_name'] or first.get('parent_span_id', '')}` "
+                    f"({_fmt(total_ms)} in all) in {r['traces']} trace(s): fetch them in one "
+                    f"batch call"
                 ),
                 "saved_ms": None,
             }
@@ -751,6 +864,7 @@ _NEEDED = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "
 
 _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]] = {
     "n_plus_one": _n_plus_one,
+    "n_plus_one_http": _n_plus_one_http,
     "broken_trace": _broken_trace,
     "serial_fanout": _serial_fanout,
     "slow_statement": _slow_statement,
