@@ -1,0 +1,146 @@
+"""Whole traces, sampled runs: how much of each trace arrived, said out loud.
+
+Teams trace production-like environments with samplers, and exporters drop spans under
+pressure. A check over cut traces counts too few queries under a request and calls a trace
+broken when it was only cut. So every report says how many traces arrived whole, objectives
+that count inside one request use only those, and a run that shows signs of sampling says so.
+
+A trace is *complete* when every span's parent arrived, except the one parent of its entry
+spans that an untraced caller (a load tool, a test) named in `traceparent` and never
+exported: no root and one missing parent id is complete; a root plus any missing parent, or
+two missing parent ids, is not.
+
+Sampling signals (any one makes `detected` true):
+- sampler attributes on spans (`sampler.type`/`sampler.param` of Jaeger clients,
+  `sampling.priority`, `otel.sampling.*`);
+- a W3C `tracestate` with OpenTelemetry's sampling keys (`ot=th:...`, `ot=p:...`, kept by the
+  OTLP decoder as the `slo.tracestate` attribute);
+- client calls far above the server spans that answered them (more than half of at least
+  10 calls have no server span under them in the same trace): the callees sample on their own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from slo.spans import TRACESTATE_ATTR
+from slo.tree import RunIndex
+
+_SAMPLER_KEYS = re.compile(
+    r'"(sampler\.type|sampler\.param|sampling\.priority|otel\.sampling[^"]*)"')
+_OT_SAMPLING = re.compile(r"(?:^|,)\s*ot=[^,]*\b(?:th|p|r|rv):")
+#: Client calls without an answering server span, as a share of all calls, that says sampling.
+UNANSWERED_SHARE = 0.5
+MIN_CALLS = 10
+
+
+@dataclass
+class Completeness:
+    traces: int = 0
+    complete: int = 0
+    missing_parents: int = 0  # spans whose parent never arrived, entry spans excepted
+    clients: int = 0
+    unanswered_clients: int = 0
+    signals: list[str] = field(default_factory=list)
+    row_complete: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    @property
+    def incomplete(self) -> int:
+        return self.traces - self.complete
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.signals)
+
+    def keep(self, rows: np.ndarray) -> np.ndarray:
+        """Which of these span rows lie in complete traces."""
+        return self.row_complete[rows] if len(rows) else np.zeros(0, bool)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"traces": self.traces, "complete": self.complete,
+                "incomplete": self.incomplete, "missing_parents": self.missing_parents,
+                "client_calls": self.clients, "unanswered_calls": self.unanswered_clients,
+                "sampled": self.detected, "signals": list(self.signals)}
+
+
+def sentence(c: dict[str, Any] | None) -> str:
+    """One line for the terminal and Markdown reports."""
+    if not c or not c.get("traces"):
+        return ""
+    text = f"{c['complete']} of {c['traces']} traces complete"
+    if c["incomplete"]:
+        text += (f"; {c['incomplete']} incomplete (a parent never arrived): per-request counts "
+                 "use complete traces only")
+    if c.get("sampled"):
+        text += ". Sampled run: " + "; ".join(c["signals"])
+    return text + "."
+
+
+def assess(ix: RunIndex) -> Completeness:
+    """Completeness of every trace of a run, and the signs of sampling."""
+    out = Completeness(row_complete=np.ones(ix.n, bool))
+    if ix.n == 0:
+        return out
+    tcode, tids = ix.codes("trace_id")
+    pcode, pids = ix.codes("parent_span_id")
+    empty = np.array([p in ("", None) for p in pids], bool)
+    has_parent = ~empty[pcode] if len(pids) else np.zeros(ix.n, bool)
+    orphan = (ix.parent < 0) & has_parent
+    roots = np.bincount(tcode[~has_parent], minlength=len(tids))
+    pairs = np.unique(np.stack([tcode[orphan], pcode[orphan]]), axis=1) if orphan.any() \
+        else np.zeros((2, 0), np.int64)
+    missing = np.bincount(pairs[0], minlength=len(tids))
+    whole = ~(((roots > 0) & (missing > 0)) | (missing > 1))
+    out.traces = len(tids)
+    out.complete = int(whole.sum())
+    out.row_complete = whole[tcode]
+    entry = ~(roots > 0)[tcode] & (missing == 1)[tcode]
+    out.missing_parents = int((orphan & ~entry).sum())
+
+    attrs = ix.column("attributes")
+    flagged = pc.match_substring_regex(attrs, _SAMPLER_KEYS.pattern)
+    n_sampler = int(pc.sum(flagged).as_py() or 0)
+    if n_sampler:
+        out.signals.append(f"sampler attributes on {n_sampler} span(s)")
+    if n_states := int(pc.sum(pc.match_substring(attrs, f'"{TRACESTATE_ATTR}"')).as_py() or 0):
+        states = [s for s in _tracestates(ix) if _OT_SAMPLING.search(s)]
+        if states:
+            some = "" if n_states <= 1000 else "at least "
+            out.signals.append(f"OpenTelemetry sampling keys in tracestate on {some}"
+                               f"{len(states)} span(s) (e.g. {states[0]!r})")
+
+    kind_codes, kinds = ix.codes("kind")
+    sys_codes, systems = ix.codes("db_system")
+    db_or_cache = np.array([bool(s) for s in systems], bool)[sys_codes] if systems \
+        else np.zeros(ix.n, bool)
+    client = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k == "client"]) & \
+        ~db_or_cache
+    server = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k in ("server", "consumer")])
+    answered = np.zeros(ix.n, bool)
+    par = ix.parent[server]
+    answered[par[par >= 0]] = True
+    out.clients = int(client.sum())
+    out.unanswered_clients = int((client & ~answered).sum())
+    if out.clients >= MIN_CALLS and out.unanswered_clients > UNANSWERED_SHARE * out.clients:
+        out.signals.append(f"{out.unanswered_clients} of {out.clients} client calls have no "
+                           "server span answering them in their trace")
+    return out
+
+
+def _tracestates(ix: RunIndex) -> list[str]:
+    import json
+
+    attrs = ix.column("attributes")
+    rows = pc.filter(attrs, pc.match_substring(attrs, f'"{TRACESTATE_ATTR}"')).to_pylist()
+    out = []
+    for raw in rows[:1000]:
+        try:
+            out.append(str(json.loads(raw).get(TRACESTATE_ATTR, "")))
+        except ValueError:
+            continue
+    return out
