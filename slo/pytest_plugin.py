@@ -225,6 +225,7 @@ class SpanRecorder:
         self.parent_ids: set[str] = set()
         self.failures: list[str] = []
         self._table: pa.Table | None = None
+        self._report: tuple[pa.Table, dict[str, Any]] | None = None
 
     def headers(self) -> dict[str, str]:
         """Headers for one request: a new trace whose spans belong to this test."""
@@ -290,6 +291,38 @@ class SpanRecorder:
     @property
     def traces(self) -> int:
         return len(set(self.table().column("trace_id").to_pylist()))
+
+    def report(self) -> dict[str, Any]:
+        """The detectors' findings and traces over this test's spans (no objectives)."""
+        table = self.table()
+        if self._report is None or self._report[0] is not table:
+            from slo.check import run_check
+            from slo.spec import Spec
+
+            self._report = (table, run_check(Spec((), path="<slo_spans>"), table,
+                                             run_id=self.run_id))
+        return self._report[1]
+
+    def findings(self, *detectors: str) -> list[dict[str, Any]]:
+        """Findings (N+1 queries, N+1 calls, serial fan-out, ...) in this test's traces."""
+        return [f for f in self.report()["findings"]
+                if not detectors or f["detector"] in detectors]
+
+    def assert_no_findings(self, *detectors: str) -> None:
+        """AssertionError naming each finding (of these detectors; default all) with the
+        waterfall of its exemplar trace."""
+        from slo import waterfall_text
+
+        found = self.findings(*detectors)
+        if not found:
+            return
+        lines = [f"{len(found)} finding(s) in this test's {self.traces} trace(s):"]
+        for f in found:
+            lines.append(f"{f['detector']}: {f['message']}")
+            trace = self.report()["traces"].get(f.get("trace_id") or "")
+            if trace:
+                lines += ["", waterfall_text.render(trace, f.get("first_span_id")), ""]
+        raise AssertionError("\n".join(lines))
 
 
 @pytest.fixture
@@ -468,6 +501,11 @@ class Measure(float):
                  f"({r['samples']} spans over {view.recorder.traces} traces)"]
         if r["status"] == "no_data":
             return lines + [r["explanation"]]
+        whole = view.report().get("completeness") or {}
+        if whole.get("incomplete") or whole.get("sampled"):
+            from slo.completeness import sentence
+
+            lines.append("traces: " + sentence(whole))
         trace = view.worst_trace(obj)
         if trace:
             lines.append(f"worst request: trace {trace['trace_id']} "
@@ -515,9 +553,11 @@ class SpecItem(pytest.Item):
         state: SloSession = self.config.stash[_STATE]
         assert state.spec is not None
         spans = state.collector().settled(lambda t: t)
+        from slo.completeness import sentence
+
         report = run_check(state.spec, spans, run_id="pytest-session")
         self.report = report
-        rows = []
+        rows = [f"traces: {sentence(report.get('completeness'))}"]
         for r in report["results"]:
             status = r["status"]
             self.user_properties.append(

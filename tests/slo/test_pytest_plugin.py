@@ -137,6 +137,7 @@ def test_slo_spec_session_item(pytester: pytest.Pytester, queries: int) -> None:
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
     assert "NO_DATA  missing latency_p95" in out
+    assert "traces: 2 of 2 traces complete." in out
     status = "FAIL    " if queries > 3 else "PASS    "
     assert f"{status} things repeated_queries: {queries}" in out
     case = [c for c in ET.parse(junit).getroot().iter("testcase")
