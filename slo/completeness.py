@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from slo.spans import TRACESTATE_ATTR
@@ -33,6 +34,8 @@ from slo.tree import RunIndex
 
 _SAMPLER_KEYS = re.compile(
     r'"(sampler\.type|sampler\.param|sampling\.priority|otel\.sampling[^"]*)"')
+#: One pass over the attributes finds every span worth a closer look.
+_SIGNAL_KEYS = r'"(sampler\.|sampling\.|otel\.sampling|slo\.tracestate")'
 _OT_SAMPLING = re.compile(r"(?:^|,)\s*ot=[^,]*\b(?:th|p|r|rv):")
 #: Client calls without an answering server span, as a share of all calls, that says sampling.
 UNANSWERED_SHARE = 0.5
@@ -82,37 +85,53 @@ def sentence(c: dict[str, Any] | None) -> str:
 
 
 def assess(ix: RunIndex) -> Completeness:
-    """Completeness of every trace of a run, and the signs of sampling."""
+    """Completeness of every trace of a run, and the signs of sampling.
+
+    Cheap on a whole run: only the spans whose parent is missing (usually none or a few)
+    and the roots of their traces are looked at by trace id."""
     out = Completeness(row_complete=np.ones(ix.n, bool))
     if ix.n == 0:
         return out
-    tcode, tids = ix.codes("trace_id")
-    pcode, pids = ix.codes("parent_span_id")
-    empty = np.array([p in ("", None) for p in pids], bool)
-    has_parent = ~empty[pcode] if len(pids) else np.zeros(ix.n, bool)
+    t = ix.table
+    trace_col = t.column("trace_id")
+    has_parent = pc.not_equal(pc.fill_null(t.column("parent_span_id"), ""), "")
+    has_parent = has_parent.to_numpy(zero_copy_only=False).astype(bool)
     orphan = (ix.parent < 0) & has_parent
-    roots = np.bincount(tcode[~has_parent], minlength=len(tids))
-    pairs = np.unique(np.stack([tcode[orphan], pcode[orphan]]), axis=1) if orphan.any() \
-        else np.zeros((2, 0), np.int64)
-    missing = np.bincount(pairs[0], minlength=len(tids))
-    whole = ~(((roots > 0) & (missing > 0)) | (missing > 1))
-    out.traces = len(tids)
-    out.complete = int(whole.sum())
-    out.row_complete = whole[tcode]
-    entry = ~(roots > 0)[tcode] & (missing == 1)[tcode]
-    out.missing_parents = int((orphan & ~entry).sum())
+    out.traces = int(pc.count_distinct(trace_col).as_py())
+    out.complete = out.traces
+    if orphan.any():
+        rows = np.flatnonzero(orphan)
+        o_tids = trace_col.take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        o_pids = t.column("parent_span_id").take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        missing: dict[str, set[str]] = {}
+        for tid, pid in zip(o_tids, o_pids, strict=True):
+            missing.setdefault(tid, set()).add(pid)
+        cand = pa.array(sorted(missing), pa.string())
+        root_rows = np.flatnonzero(~has_parent)
+        rooted = set(pc.filter(trace_col.take(pa.array(root_rows)),
+                               pc.is_in(trace_col.take(pa.array(root_rows)), cand)).to_pylist())
+        bad = sorted(tid for tid, pids in missing.items() if len(pids) > 1 or tid in rooted)
+        out.complete = out.traces - len(bad)
+        if bad:
+            out.row_complete = ~pc.is_in(trace_col, pa.array(bad, pa.string())).to_numpy(
+                zero_copy_only=False).astype(bool)
+        entry = {tid for tid, pids in missing.items() if len(pids) == 1 and tid not in rooted}
+        out.missing_parents = int(sum(1 for tid in o_tids if tid not in entry))
 
     attrs = ix.column("attributes")
-    flagged = pc.match_substring_regex(attrs, _SAMPLER_KEYS.pattern)
-    n_sampler = int(pc.sum(flagged).as_py() or 0)
-    if n_sampler:
-        out.signals.append(f"sampler attributes on {n_sampler} span(s)")
-    if n_states := int(pc.sum(pc.match_substring(attrs, f'"{TRACESTATE_ATTR}"')).as_py() or 0):
-        states = [s for s in _tracestates(ix) if _OT_SAMPLING.search(s)]
-        if states:
-            some = "" if n_states <= 1000 else "at least "
-            out.signals.append(f"OpenTelemetry sampling keys in tracestate on {some}"
-                               f"{len(states)} span(s) (e.g. {states[0]!r})")
+    hits = pc.filter(attrs, pc.match_substring_regex(attrs, _SIGNAL_KEYS))
+    if len(hits):
+        n_sampler = int(pc.sum(pc.match_substring_regex(hits, _SAMPLER_KEYS.pattern)).as_py()
+                        or 0)
+        if n_sampler:
+            out.signals.append(f"sampler attributes on {n_sampler} span(s)")
+        states = pc.filter(hits, pc.match_substring(hits, f'"{TRACESTATE_ATTR}"'))
+        if len(states):
+            found = [s for s in _tracestates(states) if _OT_SAMPLING.search(s)]
+            if found:
+                some = "" if len(states) <= 1000 else "at least "
+                out.signals.append(f"OpenTelemetry sampling keys in tracestate on {some}"
+                                   f"{len(found)} span(s) (e.g. {found[0]!r})")
 
     kind_codes, kinds = ix.codes("kind")
     sys_codes, systems = ix.codes("db_system")
@@ -132,13 +151,11 @@ def assess(ix: RunIndex) -> Completeness:
     return out
 
 
-def _tracestates(ix: RunIndex) -> list[str]:
+def _tracestates(rows: pa.Array | pa.ChunkedArray) -> list[str]:
     import json
 
-    attrs = ix.column("attributes")
-    rows = pc.filter(attrs, pc.match_substring(attrs, f'"{TRACESTATE_ATTR}"')).to_pylist()
     out = []
-    for raw in rows[:1000]:
+    for raw in rows.slice(0, 1000).to_pylist():
         try:
             out.append(str(json.loads(raw).get(TRACESTATE_ATTR, "")))
         except ValueError:
