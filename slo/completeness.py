@@ -7,8 +7,10 @@ that count inside one request use only those, and a run that shows signs of samp
 
 A trace is *complete* when every span's parent arrived, except the one parent of its entry
 spans that an untraced caller (a load tool, a test) named in `traceparent` and never
-exported: no root and one missing parent id is complete; a root plus any missing parent, or
-two missing parent ids, is not.
+exported (no root and one missing parent id is complete; a root plus any missing parent, or
+two missing parent ids, is not), and every call it made was answered in it by a server span,
+unless the callee never answers that call anywhere in the run (an uninstrumented service): a
+call answered in other traces but not in this one means the callee's spans were cut.
 
 Sampling signals (any one makes `detected` true):
 - sampler attributes on spans (`sampler.type`/`sampler.param` of Jaeger clients,
@@ -47,6 +49,7 @@ class Completeness:
     traces: int = 0
     complete: int = 0
     missing_parents: int = 0  # spans whose parent never arrived, entry spans excepted
+    cut_calls: int = 0  # calls unanswered here that the same callee answers elsewhere
     clients: int = 0
     unanswered_clients: int = 0
     signals: list[str] = field(default_factory=list)
@@ -67,6 +70,7 @@ class Completeness:
     def as_dict(self) -> dict[str, Any]:
         return {"traces": self.traces, "complete": self.complete,
                 "incomplete": self.incomplete, "missing_parents": self.missing_parents,
+                "cut_calls": self.cut_calls,
                 "client_calls": self.clients, "unanswered_calls": self.unanswered_clients,
                 "sampled": self.detected, "signals": list(self.signals)}
 
@@ -77,8 +81,8 @@ def sentence(c: dict[str, Any] | None) -> str:
         return ""
     text = f"{c['complete']} of {c['traces']} traces complete"
     if c["incomplete"]:
-        text += (f"; {c['incomplete']} incomplete (a parent never arrived): per-request counts "
-                 "use complete traces only")
+        text += (f"; {c['incomplete']} incomplete (a parent or a callee's spans never "
+                 "arrived): per-request counts use complete traces only")
     if c.get("sampled"):
         text += ". Sampled run: " + "; ".join(c["signals"])
     return text + "."
@@ -98,7 +102,7 @@ def assess(ix: RunIndex) -> Completeness:
     has_parent = has_parent.to_numpy(zero_copy_only=False).astype(bool)
     orphan = (ix.parent < 0) & has_parent
     out.traces = int(pc.count_distinct(trace_col).as_py())
-    out.complete = out.traces
+    bad: set[str] = set()
     if orphan.any():
         rows = np.flatnonzero(orphan)
         o_tids = trace_col.take(pa.array(rows)).to_numpy(zero_copy_only=False)
@@ -107,16 +111,42 @@ def assess(ix: RunIndex) -> Completeness:
         for tid, pid in zip(o_tids, o_pids, strict=True):
             missing.setdefault(tid, set()).add(pid)
         cand = pa.array(sorted(missing), pa.string())
-        root_rows = np.flatnonzero(~has_parent)
-        rooted = set(pc.filter(trace_col.take(pa.array(root_rows)),
-                               pc.is_in(trace_col.take(pa.array(root_rows)), cand)).to_pylist())
-        bad = sorted(tid for tid, pids in missing.items() if len(pids) > 1 or tid in rooted)
-        out.complete = out.traces - len(bad)
-        if bad:
-            out.row_complete = ~pc.is_in(trace_col, pa.array(bad, pa.string())).to_numpy(
-                zero_copy_only=False).astype(bool)
+        roots = trace_col.take(pa.array(np.flatnonzero(~has_parent)))
+        rooted = set(pc.filter(roots, pc.is_in(roots, cand)).to_pylist())
+        bad = {tid for tid, pids in missing.items() if len(pids) > 1 or tid in rooted}
         entry = {tid for tid, pids in missing.items() if len(pids) == 1 and tid not in rooted}
         out.missing_parents = int(sum(1 for tid in o_tids if tid not in entry))
+
+    # Calls nobody answered in this trace, to a callee that answers the same calls in other
+    # traces: the callee's spans were cut (sampled, dropped, or sent to another trace).
+    kind_codes, kinds = ix.codes("kind")
+    sys_codes, systems = ix.codes("db_system")
+    db_or_cache = np.array([bool(s) for s in systems], bool)[sys_codes] if systems \
+        else np.zeros(ix.n, bool)
+    client = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k == "client"]) & \
+        ~db_or_cache
+    server = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k in ("server", "consumer")])
+    answered = np.zeros(ix.n, bool)
+    par = ix.parent[server]
+    answered[par[par >= 0]] = True
+    out.clients = int(client.sum())
+    unanswered = client & ~answered
+    out.unanswered_clients = int(unanswered.sum())
+    if out.unanswered_clients:
+        calls = np.flatnonzero(client)
+        keys = _call_keys(t, calls)
+        served = set(keys[answered[calls]])
+        cut = unanswered[calls] & np.isin(keys, list(served))
+        out.cut_calls = int(cut.sum())
+        if out.cut_calls:
+            bad |= set(trace_col.take(pa.array(calls[cut])).to_pylist())
+    if bad:
+        out.row_complete = ~pc.is_in(trace_col, pa.array(sorted(bad), pa.string())).to_numpy(
+            zero_copy_only=False).astype(bool)
+    out.complete = out.traces - len(bad)
+    if out.clients >= MIN_CALLS and out.unanswered_clients > UNANSWERED_SHARE * out.clients:
+        out.signals.append(f"{out.unanswered_clients} of {out.clients} client calls have no "
+                           "server span answering them in their trace")
 
     attrs = ix.column("attributes")
     hits = pc.filter(attrs, pc.match_substring_regex(attrs, _SIGNAL_KEYS))
@@ -133,22 +163,21 @@ def assess(ix: RunIndex) -> Completeness:
                 out.signals.append(f"OpenTelemetry sampling keys in tracestate on {some}"
                                    f"{len(found)} span(s) (e.g. {found[0]!r})")
 
-    kind_codes, kinds = ix.codes("kind")
-    sys_codes, systems = ix.codes("db_system")
-    db_or_cache = np.array([bool(s) for s in systems], bool)[sys_codes] if systems \
-        else np.zeros(ix.n, bool)
-    client = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k == "client"]) & \
-        ~db_or_cache
-    server = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k in ("server", "consumer")])
-    answered = np.zeros(ix.n, bool)
-    par = ix.parent[server]
-    answered[par[par >= 0]] = True
-    out.clients = int(client.sum())
-    out.unanswered_clients = int((client & ~answered).sum())
-    if out.clients >= MIN_CALLS and out.unanswered_clients > UNANSWERED_SHARE * out.clients:
-        out.signals.append(f"{out.unanswered_clients} of {out.clients} client calls have no "
-                           "server span answering them in their trace")
     return out
+
+
+#: The host:port a client span called, from its URL (old or stable attribute name).
+_PEER = r'"(?:url\.full|http\.url)":"[a-zA-Z]+://(?P<peer>[^/"?#]+)'
+
+
+def _call_keys(t: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Caller service, span name and the host:port called, per client span row."""
+    take = pa.array(rows)
+    matched = pc.extract_regex(t.column("attributes").take(take), _PEER)
+    peer = pc.fill_null(pc.struct_field(matched, "peer"), "")
+    key = pc.binary_join_element_wise(t.column("service").take(take),
+                                      t.column("name").take(take), peer, "|")
+    return key.to_numpy(zero_copy_only=False)
 
 
 def _tracestates(rows: pa.Array | pa.ChunkedArray) -> list[str]:

@@ -115,6 +115,14 @@ def test_sampled_run_is_said_and_broken_traces_do_not_fail(capsys) -> None:  # t
     c = report["completeness"]
     assert c["sampled"] and c["unanswered_calls"] > c["client_calls"] / 2
     assert "client calls have no server span answering them" in c["signals"][0]
+    # an order whose downstream spans never came would count its queries short
+    cut_orders = {r["trace_id"] for r in rows if r["name"] == ORDER} - {
+        r["trace_id"] for r in rows if r["service"] in DOWNSTREAM}
+    assert cut_orders and c["incomplete"] >= len(cut_orders)
+    db = next(r for r in report["results"] if r["objective"] == "db_queries")
+    orders = sum(1 for r in rows if r["name"] == ORDER)
+    assert db["samples"] <= orders - len(cut_orders) and "incomplete left out" in \
+        db["explanation"]
     broken = [f for f in report["findings"] if f["detector"] == "broken_trace"]
     assert broken and not any(f["fails"] for f in broken)
     assert all("the run is sampled" in f["message"] for f in broken)
@@ -151,3 +159,10 @@ def test_otlp_keeps_the_tracestate() -> None:
         "traceId": "01" * 16, "spanId": "02" * 8, "name": "GET /x", "traceState": "ot=p:3"}]}]}]}
     table = otlp.decode(json.dumps(body).encode(), "application/json").table
     assert json.loads(table.column("attributes")[0].as_py())[TRACESTATE_ATTR] == "ot=p:3"
+
+
+def test_calls_to_an_untraced_service_do_not_make_traces_incomplete() -> None:
+    # promotion-service exports nothing at all: its calls are never answered anywhere
+    kept = [r for r in _rows(40) if r["service"] != "promotion-service"]
+    c = assess(RunIndex(table_from_rows(kept)))
+    assert c.unanswered_clients > 0 and c.cut_calls == 0 and c.complete == c.traces
