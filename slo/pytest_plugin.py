@@ -311,6 +311,7 @@ class SpanRecorder:
     def assert_no_findings(self, *detectors: str) -> None:
         """AssertionError naming each finding (of these detectors; default all) with the
         waterfall of its exemplar trace."""
+        __tracebackhide__ = True  # the test's line, not this one, is where it failed
         from slo import waterfall_text
 
         found = self.findings(*detectors)
@@ -397,6 +398,7 @@ class SloView:
     def expect(self, **budgets: float | str) -> None:
         """Assert objectives with spec budgets (`latency_p95="200ms"`, `error_rate="1%"`,
         `db_queries=3`); raises AssertionError with the full story on the first miss."""
+        __tracebackhide__ = True
         for name, budget in budgets.items():
             m = getattr(self, name)
             if not m <= budget:
