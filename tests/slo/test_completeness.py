@@ -93,6 +93,8 @@ def test_incomplete_traces_are_left_out_of_per_request_counts(tmp_path: Path) ->
     md = paths["md"].read_text()
     assert f"Traces: {300 - cut} of 300 traces complete; {cut} incomplete" in md
     assert json.loads(paths["json"].read_text())["completeness"]["complete"] == 300 - cut
+    assert f"traces: {300 - cut} of 300 traces complete; {cut} incomplete" in \
+        paths["html"].read_text()
 
 
 def _sampled_downstream(rows: list[dict]) -> list[dict]:
