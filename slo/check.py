@@ -261,7 +261,8 @@ class _Check:
         self.need_traces: set[str] = set()
         self.trace_ids = self.ix.column("trace_id")
         self.span_ids = self.ix.column("span_id")
-        self.whole = completeness.assess(self.ix)
+        load = (run_meta or {}).get("load") or run_meta or {}
+        self.whole = completeness.assess(self.ix, load.get("requests"))
 
     def tid(self, row: int) -> str:
         return str(self.trace_ids[int(row)].as_py())

@@ -17,6 +17,8 @@ Sampling signals (any one makes `detected` true):
   `sampling.priority`, `otel.sampling.*`);
 - a W3C `tracestate` with OpenTelemetry's sampling keys (`ot=th:...`, `ot=p:...`, kept by the
   OTLP decoder as the `slo.tracestate` attribute);
+- far fewer traces than the load tool's requests (run metadata), below 80%: head sampling
+  keeps traces whole but keeps few of them;
 - client calls far above the server spans that answered them (more than half of at least
   10 calls have no server span under them in the same trace): the callees sample on their own.
 """
@@ -41,6 +43,8 @@ _SIGNAL_KEYS = r'"(sampler\.|sampling\.|otel\.sampling|slo\.tracestate")'
 _OT_SAMPLING = re.compile(r"(?:^|,)\s*ot=[^,]*\b(?:th|p|r|rv):")
 #: Client calls without an answering server span, as a share of all calls, that says sampling.
 UNANSWERED_SHARE = 0.5
+#: Traces per request sent below which a run counts as head-sampled.
+SENT_SHARE = 0.8
 MIN_CALLS = 10
 
 
@@ -88,9 +92,11 @@ def sentence(c: dict[str, Any] | None) -> str:
     return text + "."
 
 
-def assess(ix: RunIndex) -> Completeness:
+def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     """Completeness of every trace of a run, and the signs of sampling.
 
+    `requests`: how many requests the load tool sent in this run, if known (run metadata);
+    far fewer traces than requests is what head sampling looks like from outside.
     Cheap on a whole run: only the spans whose parent is missing (usually none or a few)
     and the roots of their traces are looked at by trace id."""
     out = Completeness(row_complete=np.ones(ix.n, bool))
@@ -148,6 +154,9 @@ def assess(ix: RunIndex) -> Completeness:
         out.signals.append(f"{out.unanswered_clients} of {out.clients} client calls have no "
                            "server span answering them in their trace")
 
+    if requests and out.traces < SENT_SHARE * requests:
+        out.signals.append(f"the load sent {requests} requests but {out.traces} traces "
+                           "arrived: the services sample (or drop) whole traces")
     attrs = ix.column("attributes")
     hits = pc.filter(attrs, pc.match_substring_regex(attrs, _SIGNAL_KEYS))
     if len(hits):
