@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-TOOL_URI = "https://github.com/slo-harness/slo-harness"
 FILE_KEYS = ("code.file.path", "code.filepath")
 LINE_KEYS = ("code.line.number", "code.lineno")
 FUNCTION_KEYS = ("code.function.name", "code.function")
@@ -129,6 +128,15 @@ def code_location(trace: Mapping[str, Any] | None, start_ids: list[str | None],
     return None
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slo-harness")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0"
+
+
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:32]
 
@@ -192,7 +200,7 @@ def to_sarif(report: Mapping[str, Any], root: str | os.PathLike[str] | None = No
         "$schema": SCHEMA_URI,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "slo-harness", "informationUri": TOOL_URI,
+            "tool": {"driver": {"name": "slo-harness", "version": _version(),
                                 "rules": rules}},
             "automationDetails": {"id": f"slo-check/{report.get('run_id') or 'run'}"},
             "originalUriBaseIds": {"%SRCROOT%": {"uri": root_path.as_uri() + "/"}},
