@@ -9,8 +9,9 @@ location is, in this order:
    `code.line.number`/`code.lineno`, `code.function.name`/`code.function`, stable and old
    semantic-convention names): the culprit span of the exemplar trace and its ancestors, then
    the selected span's subtree; for a finding, its evidence span and ancestors;
-2. else the SLO's line in the spec file (findings: the spec's first line), which is also in
-   the repository and is what a reviewer would change to accept the new behaviour.
+2. else the SLO's line in the spec file (findings: the detector's line under `detectors:`, else
+   the first line), which is also in the repository and is what a reviewer would change to
+   accept the new behaviour.
 
 Paths under the working directory are written relative to it (`%SRCROOT%`), which is how the
 upload actions match them to the repository's files. Passing objectives are not results:
@@ -128,6 +129,18 @@ def code_location(trace: Mapping[str, Any] | None, start_ids: list[str | None],
     return None
 
 
+def _detector_line(spec: str, detector: str) -> int:
+    """The line configuring `detector` in the spec file (its `detectors:` entry), else 1."""
+    import re
+
+    try:
+        text = Path(spec).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return 1
+    pattern = re.compile(rf"^\s*{re.escape(detector)}\s*:")
+    return next((i for i, line in enumerate(text.splitlines(), 1) if pattern.match(line)), 1)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -183,7 +196,8 @@ def to_sarif(report: Mapping[str, Any], root: str | os.PathLike[str] | None = No
     for f in report.get("findings") or []:
         trace = traces.get(f.get("trace_id") or "")
         found = code_location(trace, [f.get("first_span_id"), f.get("span_id")])
-        loc = _location(*found, root_path) if found else _location(spec, 1, None, root_path)
+        loc = (_location(*found, root_path) if found else
+               _location(spec, _detector_line(spec, f["detector"]), None, root_path))
         level = "error" if f.get("fails") else "warning"
         rule_id = f"detector/{f['detector']}"
         results.append({

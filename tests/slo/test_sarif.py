@@ -105,8 +105,14 @@ def test_spec_line_when_spans_name_no_code(tmp_path: Path,
     results = _by_rule(_sarif(tmp_path, code=False))
     assert results["slo/db_queries"]["locations"][0]["physicalLocation"]["region"] == \
         {"startLine": 7}
-    assert results["detector/n_plus_one"]["locations"][0]["physicalLocation"][
-        "artifactLocation"]["uri"] == "slo.yaml"
+    assert results["detector/n_plus_one"]["locations"][0]["physicalLocation"] == {
+        "artifactLocation": {"uri": "slo.yaml", "uriBaseId": "%SRCROOT%"},
+        "region": {"startLine": 1}}  # no detectors: entry in this spec
+    (tmp_path / "slo.yaml").write_text(SPEC + "detectors:\n  n_plus_one: {fail: true}\n")
+    report = json.loads((tmp_path / "reports" / "slo-report.json").read_text())
+    log = to_sarif(report)
+    assert _by_rule(log)["detector/n_plus_one"]["locations"][0]["physicalLocation"][
+        "region"] == {"startLine": 13}
 
 
 def test_schema_rejects_what_code_scanning_would() -> None:
