@@ -186,17 +186,29 @@ class SessionCollector:
             time.sleep(0.05)
 
 
-def whole(table: pa.Table, outside: frozenset[str] = frozenset()) -> bool:
-    """Every span's parent has arrived (or is one of `outside`: the test's own)."""
+def as_roots(table: pa.Table, outside: frozenset[str]) -> pa.Table:
+    """The spans with parents in `outside` (the test's own, untraced requests) made roots."""
+    if not outside or not table.num_rows:
+        return table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column("parent_span_id")
+    ext = pc.is_in(col, pa.array(sorted(outside), pa.string()))
+    i = table.column_names.index("parent_span_id")
+    return table.set_column(i, "parent_span_id", pc.if_else(ext, "", col))
+
+
+def whole(table: pa.Table) -> bool:
+    """Every trace of the table complete (`slo.completeness`): no parent and no callee's
+    spans missing."""
     if table.num_rows == 0:
         return False
-    ids = set(zip(table.column("trace_id").to_pylist(), table.column("span_id").to_pylist(),
-                  strict=True))
-    for tid, pid in zip(table.column("trace_id").to_pylist(),
-                        table.column("parent_span_id").to_pylist(), strict=True):
-        if pid and pid not in outside and (tid, pid) not in ids:
-            return False
-    return True
+    from slo.completeness import assess
+    from slo.tree import RunIndex
+
+    c = assess(RunIndex(table))
+    return c.complete == c.traces and c.missing_parents == 0
 
 
 @pytest.fixture(scope="session")
@@ -256,21 +268,14 @@ class SpanRecorder:
             outside = frozenset(self.parent_ids)
             wanted = set(self.trace_ids)
 
+            def mine(spans: pa.Table) -> pa.Table:
+                # the test itself is the untraced client: its requests' spans are the roots
+                return as_roots(self._mine(spans), outside)
+
             def done(table: pa.Table) -> bool:
-                return wanted <= set(table.column("trace_id").to_pylist()) and \
-                    whole(table, outside)
+                return wanted <= set(table.column("trace_id").to_pylist()) and whole(table)
 
-            table = self.collector.settled(self._mine, done)
-            # The test itself is the untraced client: its requests' spans are the roots.
-            if outside and table.num_rows:
-                import pyarrow as pa
-                import pyarrow.compute as pc
-
-                col = table.column("parent_span_id")
-                ext = pc.is_in(col, pa.array(sorted(outside), pa.string()))
-                i = table.column_names.index("parent_span_id")
-                table = table.set_column(i, "parent_span_id", pc.if_else(ext, "", col))
-            self._table = table
+            self._table = self.collector.settled(mine, done)
         return self._table
 
     def slo(self, service: str | None = None, span: str | None = None, *,
