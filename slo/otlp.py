@@ -38,7 +38,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from slo.errors import PayloadError
-from slo.spans import COLUMNS, KINDS, RUN_ID_ATTR, SCHEMA
+from slo.spans import COLUMNS, KINDS, RUN_ID_ATTR, SCHEMA, TRACESTATE_ATTR
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 INT64_MAX = (1 << 63) - 1
@@ -294,6 +294,7 @@ def _lazy_classes() -> dict[str, Any]:
                        ("code", 3, T.TYPE_INT32, opt, "")])
     message("Span", [
         ("trace_id", 1, T.TYPE_BYTES, opt, ""), ("span_id", 2, T.TYPE_BYTES, opt, ""),
+        ("trace_state", 3, T.TYPE_STRING, opt, ""),
         ("parent_span_id", 4, T.TYPE_BYTES, opt, ""), ("name", 5, T.TYPE_STRING, opt, ""),
         ("kind", 6, T.TYPE_INT32, opt, ""),
         ("start_time_unix_nano", 7, T.TYPE_FIXED64, opt, ""),
@@ -452,6 +453,8 @@ def _decode_lazy(req: Any, run_id: str) -> Decoded:
                         if item is None:
                             item = kv_decode(raw)
                         attrs[item[0]] = item[1]
+                    if sp.trace_state:  # W3C tracestate: how the trace was sampled, if it says
+                        attrs[TRACESTATE_ATTR] = sp.trace_state
                     events.append(_events_json(sp.events) if sp.events else "[]")
                 except (_TooDeep, DecodeError):  # (the parser's own depth limit: DecodeError)
                     rejected += 1
@@ -691,11 +694,17 @@ def _decode_json_doc(doc: Any, run_id: str) -> Decoded:
                     _int(_get(sp, "endTimeUnixNano", "end_time_unix_nano", 0)),
                     _enum(status.get("code", 0), _STATUS_BY_NAME),
                     message,
-                    attrs,
+                    _with_tracestate(attrs, _get(sp, "traceState", "trace_state", "")),
                     res_json,
                     events_json,
                 )
     return Decoded(c.table(), rejected, "; ".join(sorted(reasons)))
+
+
+def _with_tracestate(attrs: dict[str, Any], state: Any) -> dict[str, Any]:
+    if state and isinstance(state, str):
+        attrs[TRACESTATE_ATTR] = state
+    return attrs
 
 
 # ---------------------------------------------------------------------------- answers

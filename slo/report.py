@@ -22,7 +22,9 @@ from rich.table import Table
 from rich.text import Text
 
 from slo import waterfall_text
+from slo.completeness import sentence as completeness_sentence
 from slo.html_report import render_html
+from slo.sarif import write_sarif
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
@@ -160,6 +162,8 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
     if run.get("spans") is not None:
         facts.append(f"{md_text(run.get('spans'))} spans, {md_text(run.get('traces'))} traces")
     out += [" · ".join(facts), ""]
+    if whole := completeness_sentence(report.get("completeness")):
+        out += [f"Traces: {_md_cell(whole)}", ""]
     out += ["| SLO | objective | status | observed | budget | baseline | samples |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in report.get("results", []):
@@ -303,6 +307,7 @@ def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict
     _write(paths["md"], to_markdown(report))
     _write(paths["junit"], to_junit(report))
     _write(paths["html"], render_html(report))
+    paths["sarif"] = write_sarif(report, d)
     return paths
 
 
@@ -330,6 +335,9 @@ def print_report(report: dict[str, Any], console: Console | None = None,
                       fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
                       fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
     console.print(table)
+    if whole := completeness_sentence(report.get("completeness")):
+        console.print(Text(f"traces: {whole}",
+                           style="yellow" if "incomplete" in whole or "Sampled" in whole else ""))
     width = max(60, min(console.width or 100, 140))
     shown = 0
     for r in failures(report):

@@ -45,12 +45,14 @@ def passing() -> dict:
 def test_files_are_written(failing: dict, tmp_path: Path) -> None:
     paths = write_reports(failing, tmp_path / "reports")
     assert sorted(p.name for p in paths.values()) == ["junit.xml", "slo-report.html",
-                                                     "slo-report.json", "slo-report.md"]
+                                                     "slo-report.json", "slo-report.md",
+                                                     "slo-report.sarif"]
     assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(failing))
     assert "<html" in paths["html"].read_text().lower()
     assert oct(paths["json"].stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name not in
-                {"junit.xml", "slo-report.html", "slo-report.json", "slo-report.md"}]
+                {"junit.xml", "slo-report.html", "slo-report.json", "slo-report.md",
+                 "slo-report.sarif"}]
 
 
 def _umask() -> int:
