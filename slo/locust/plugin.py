@@ -1,6 +1,9 @@
 """The Locust SLO plugin: run id, run metadata, the final check and exit code, the SLO tab.
 
-Imported by `loadtests/locustfile.py` (importing it registers the listeners). Roles:
+Any Locust file gets it with one line, `import slo.locust.plugin  # noqa: F401`, or unchanged
+with `locust -f theirs.py,<path of slo/locust/slo_plugin.py>` (what `slo gate` does); importing
+it registers the listeners and wraps both HTTP clients so every request carries the trace
+context and the run id (`slo.locust.hooks`). Roles:
 
 - every process: `test_start` sets the run id that users put in `baggage` (the master makes it
   and Locust forwards it to workers inside the spawn message's parsed options);
@@ -33,13 +36,15 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from loadtests import live
-from loadtests.context import CURRENT, TRACER, new_run_id
+from slo.locust import hooks, live
+from slo.locust.context import CURRENT, TRACER, new_run_id
 
 log = logging.getLogger("slo")
 
 #: per-process plugin state (one Locust environment per process)
 STATE: dict[str, Any] = {}
+
+hooks.install()
 
 
 @events.init_command_line_parser.add_listener
@@ -149,7 +154,7 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     if not _opt(environment, "slo_no_check", False):
         _validate_spec(environment)
     if environment.web_ui is not None:
-        from loadtests import web  # only where there is a web UI to extend
+        from slo.locust import web  # only where there is a web UI to extend
 
         web.install(environment, STATE)
 
