@@ -137,15 +137,17 @@ def judge(
     run_id: str | None = None,
     report_dir: str | os.PathLike | None = None,
     extra: dict[str, Any] | None = None,
+    **check_options: Any,
 ) -> Outcome:
     """Check `spans` (one run) under `spec` against `baseline`; write the reports if asked.
 
-    `extra` is merged into the report before it is written (the gate's own section, say).
+    `extra` is merged into the report before it is written (the gate's own section, say);
+    `check_options` go to `run_check` as they are.
     """
     from slo.check import run_check
     from slo.report import write_reports
 
-    report = run_check(spec, spans, baseline, run_meta, run_id=run_id)
+    report = run_check(spec, spans, baseline, run_meta, run_id=run_id, **check_options)
     if extra:
         report.update(extra)
     paths = write_reports(report, report_dir) if report_dir is not None else {}

@@ -1,225 +1,59 @@
 """`slo gate`: the whole CI job in one command, trustworthy on a noisy shared machine.
 
-It starts a fresh span store, the collector and the SUT on free ports, drives them with Locust
-(a subprocess: Locust monkey-patches with gevent, so it never enters this process), and checks
-the candidate against a baseline.
+It starts a fresh span store and the collector, brings up a target with a baseline and a
+candidate side (`slo.gate.sut`, `.commands`, `.urls`), drives them with ONE Locust process
+(a subprocess: Locust monkey-patches with gevent, so it never enters this process), and
+checks the candidate against the baseline.
 
 Why slices: on a shared 2-core box the machine's speed drifts by tens of percent within a
 minute. A baseline phase followed by a candidate phase would compare two different machines.
-So the gate runs ONE Locust for the whole job and interleaves short baseline and candidate
-slices in ABBA order (B C C B B C ...), switching the SUT's bugs at run time (POST
-/admin/bugs) and the run id in the baggage (a file Locust's users poll) at every boundary.
-Each slice has its own run id; the slices of a side are merged before the check, so both sides
-saw the same noise and the regression test compares like with like. Between slices requests
-carry no run id for a short gap, so no request straddles a bug switch.
+So the gate interleaves short baseline and candidate slices in ABBA order (B C C B B C ...),
+and at every boundary writes the slice's run id (and, for two deployments, the side's base
+URL) into a file Locust's users poll; the target switches sides in the gap before each
+slice (the SUT flips its bugs; two deployments just both keep running). Each slice has its own
+run id; the slices of a side are merged before the check, so both sides saw the same noise
+and the regression test compares like with like. Between slices requests carry no run id for
+a short gap, so no request straddles a switch.
 
 Every process it starts runs in its own process group and is stopped on success, failure,
-Ctrl-C and SIGTERM.
+Ctrl-C and SIGTERM; a process that dies mid-gate ends it with exit 2 and its last lines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import json
 import math
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import slo
 from slo.errors import SloError
-from slo.ports import free_port, free_port_range
+from slo.gate.base import SIDES, Target
+from slo.gate.procs import (
+    GateError,
+    Proc,
+    install_signal_handlers,
+    port_open,
+    python_cmd,
+    restore_signal_handlers,
+)
+from slo.pipeline import summary_text, wait_for_spans
+from slo.ports import free_port
+from slo.slicefile import write_slice
 
-
-class GateError(SloError):
-    """The gate could not run (a process did not start, a port did not open): exit 2."""
-
-
-class Interrupted(GateError):
-    """SIGTERM/SIGINT arrived: stop everything and leave."""
-
-
-# ---------------------------------------------------------------------------- spec & waiting
-
-
-def embedded_spec_path() -> str:
-    """The SLO spec shipped inside the package (slo/defaults/slo.yaml)."""
-    return str(resources.files("slo") / "defaults" / "slo.yaml")
-
-
-def resolve_spec_path(given: str | None) -> str:
-    """The spec to use: the given path, else ./slo.yaml if present, else the embedded one."""
-    if given:
-        return given
-    if Path("slo.yaml").is_file():
-        return "slo.yaml"
-    return embedded_spec_path()
-
-
-def wait_for_spans(
-    store: Any,
-    run_ids: Sequence[str],
-    *,
-    expected_roots: int | None = None,
-    settle: float = 1.0,
-    timeout: float = 30.0,
-    poll: float = 0.25,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Wait until the collector has written the runs' spans; returns the span count seen.
-
-    Services export in batches (OTEL_BSP_SCHEDULE_DELAY), so spans arrive after the requests.
-    Done when the count has not grown for `settle` seconds (and, if given, at least
-    `expected_roots` spans arrived: a cheap lower bound, one root span per request), or at
-    `timeout`, whichever comes first.
-    """
-    wanted = set(run_ids)
-    last, stable_since = -1, time.monotonic()
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            count = sum(r.spans for r in store.runs() if r.run_id in wanted)
-        except SloError:
-            count = 0
-        now = time.monotonic()
-        if count != last:
-            last, stable_since = count, now
-        enough = expected_roots is None or count >= expected_roots
-        if (enough and now - stable_since >= settle) or now >= deadline:
-            return count
-        if not enough and count > 0 and now - stable_since >= max(settle, 5.0):
-            return count  # fewer spans than requests (e.g. connection errors): settled anyway
-        sleep(poll)
-
-
-def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = None) -> str:
-    """A few lines for a terminal or a CI log: verdict, what failed and why, where to look."""
-    results = report.get("results", [])
-    failed = [r for r in results if r.get("status") != "pass"]
-    findings = [f for f in report.get("findings", []) if f.get("fails")]
-    lines = [
-        f"SLO verdict: {str(report.get('verdict', '?')).upper()}  "
-        f"({len(results) - len(failed)}/{len(results)} results pass, run {report.get('run_id')}"
-        + (f" vs baseline {report['baseline_run_id']}" if report.get("baseline_run_id") else "")
-        + ")"
-    ]
-    for r in failed:
-        unit = r.get("unit") or ""
-        lines.append(
-            f"  FAIL {r.get('slo')} {r.get('objective')} [{r.get('status')}]: "
-            f"observed {_num(r.get('observed'), unit)}, budget {_num(r.get('budget'), unit)}"
-            + (f", baseline {_num(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
-        )
-        if r.get("explanation"):
-            lines.append(f"       {r['explanation']}")
-        if r.get("trace_id"):
-            lines.append(f"       worst trace {r['trace_id']}")
-    for f in findings:
-        lines.append(
-            f"  FINDING {f.get('detector')} in {f.get('service')} {f.get('span')}: "
-            f"{f.get('message') or f.get('statement') or ''}".rstrip()
-        )
-    if report_dir:
-        lines.append(f"reports: {Path(report_dir) / 'slo-report.html'} (and .json, .md, junit.xml)")
-    return "\n".join(lines)
-
-
-def _num(v: Any, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ratio":
-        return f"{float(v) * 100:.2f}%"
-    if unit == "ms":
-        return f"{float(v):.1f} ms"
-    return f"{float(v):g}"
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-@dataclass
-class Proc:
-    """A child in its own process group, its log file, and how to stop it."""
-
-    name: str
-    popen: subprocess.Popen
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
-
-    def terminate(self) -> None:
-        """SIGTERM the whole group, without waiting."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-
-    def stop(self, timeout: float = 8.0) -> None:
-        """SIGTERM the whole group, then SIGKILL what is left after `timeout`."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # the leader may be gone while its children (gunicorn workers) linger
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(2)
-
-
-def _python_cmd(module_main: str) -> list[str]:
-    """Run `<module>:main` with this interpreter (no reliance on console scripts on PATH)."""
-    module, func = module_main.split(":")
-    # -P: the working directory must not shadow packages (a data dir named sut/, say)
-    return [sys.executable, "-P", "-c", f"import sys; from {module} import {func}; sys.exit({func}())"]
-
-
-def locustfile_path() -> str:
-    spec = importlib.util.find_spec("loadtests")
-    if spec is None or not spec.submodule_search_locations:
-        raise GateError("the loadtests package is not installed; run `make venv`")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "locustfile.py")
-
-
-# ---------------------------------------------------------------------------- the gate
+#: the Locust file that only loads the SLO plugin, given beside the user's (`-f theirs,this`)
+PLUGIN_LOCUSTFILE = Path(slo.__file__).parent / "locust" / "slo_plugin.py"
 
 
 @dataclass
@@ -235,10 +69,49 @@ class GateConfig:
     cache: str | None = None
     slice_seconds: float = 1.0
     warmup: float = 3.0
-    gap: float = 0.2  # no-run-id gap at each slice boundary (bug switch + drain in-flight)
+    gap: float = 0.2  # no-run-id gap at each slice boundary (side switch + drain in-flight)
     workdir: str | None = None
     sut_workers: int | None = None
-    locust_processes: int = 1  # > 1: Locust's --processes; each process re-reads the run id file
+    locust_processes: int = 1  # > 1: Locust's --processes; each process re-reads the slice file
+    locustfile: str | None = None  # default: the target's own (the SUT's journeys)
+    baseline_cmd: str | None = None
+    candidate_cmd: str | None = None
+    baseline_url: str | None = None
+    candidate_url: str | None = None
+    health: str = "/"
+    start_timeout: float = 60.0  # seconds for a side to answer its health check
+    otlp_port: int | None = None  # default: free port; 4318 in the URL mode
+    otlp_host: str = "127.0.0.1"
+
+
+def make_target(c: GateConfig) -> Target:
+    """The target the flags describe; a contradictory combination is a GateError (exit 2)."""
+    cmds = (c.baseline_cmd, c.candidate_cmd)
+    urls = (c.baseline_url, c.candidate_url)
+    if any(cmds) and any(urls):
+        raise GateError("give either --baseline-cmd/--candidate-cmd or "
+                        "--baseline-url/--candidate-url, not both")
+    for pair, names in ((cmds, "--baseline-cmd and --candidate-cmd"),
+                        (urls, "--baseline-url and --candidate-url")):
+        if any(pair) and not all(pair):
+            raise GateError(f"{names} go together: give both sides")
+    if any(cmds) or any(urls):
+        sut_only = [n for n, v in (("--bugs", c.bugs), ("--db", c.db), ("--cache", c.cache)) if v]
+        if sut_only:
+            raise GateError(f"{', '.join(sut_only)} only apply to the bundled SUT "
+                            "(no --baseline-cmd/--baseline-url)")
+    if all(cmds):
+        from slo.gate.commands import CommandsTarget
+
+        return CommandsTarget(c.baseline_cmd or "", c.candidate_cmd or "", c.health,
+                              c.start_timeout)
+    if all(urls):
+        from slo.gate.urls import UrlsTarget
+
+        return UrlsTarget(c.baseline_url or "", c.candidate_url or "", c.health, c.start_timeout)
+    from slo.gate.sut import SutTarget
+
+    return SutTarget(c.bugs, c.db, c.cache, c.sut_workers)
 
 
 def plan_slices(duration: float, slice_seconds: float, with_baseline: bool) -> list[str]:
@@ -255,38 +128,54 @@ def plan_slices(duration: float, slice_seconds: float, with_baseline: bool) -> l
 class Gate:
     """One gate run. `run()` returns the exit code (0 pass, 1 fail); GateError means 2."""
 
-    def __init__(self, config: GateConfig, out: Callable[[str], None] = print) -> None:
+    def __init__(self, config: GateConfig, out: Callable[[str], None] = print,
+                 target: Target | None = None) -> None:
         self.c = config
         self.out = out
+        self.target = target or make_target(config)
         self.procs: list[Proc] = []
         self.gate_id = f"gate-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
-        self.token = secrets.token_hex(16)
         self.t0 = time.monotonic()
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="slo-gate-"))
         self.run_id_file = self.workdir / "run-id"
         self.store_path = self.workdir / "store"
-        self.base_port = 0
         self.collector_port = 0
-        self.db_url = ""
+
+    # -- for tests and tools that start the SUT stack the way the gate does ------------
+    @property
+    def token(self) -> str:
+        return getattr(self.target, "token", "")
+
+    @property
+    def base_port(self) -> int:
+        return getattr(self.target, "base_port", 0)
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector_port}"
 
     # -- small helpers ----------------------------------------------------------------
     def say(self, msg: str) -> None:
         self.out(f"[gate {time.monotonic() - self.t0:5.1f}s] {msg}")
 
-    def set_run_id(self, run_id: str) -> None:
-        tmp = self.run_id_file.with_suffix(".tmp")
-        tmp.write_text(run_id)
-        os.replace(tmp, self.run_id_file)
+    def set_slice(self, run_id: str, side: str | None = None) -> None:
+        host = self.target.host(side) if side and self.target.separate_hosts else ""
+        write_slice(self.run_id_file, run_id, host)
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+    def spawn(self, name: str, cmd: list[str] | str, env: dict[str, str], *,
+              cwd: str | os.PathLike | None = None, shell: bool = False) -> Proc:
+        """Start a child in its own process group, output to <workdir>/<name>.log."""
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
         try:
             popen = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
-                cwd=self.workdir,  # not the caller's: a sut/ or slo/ folder there would shadow ours
+                env=env, start_new_session=True, shell=shell,
+                # ours run in the workdir: a sut/ or slo/ folder in the caller's would shadow
+                cwd=cwd or self.workdir,
             )
+        except OSError as e:
+            raise GateError(f"could not start {name} ({cmd}): {e}") from e
         finally:
             log.close()
         proc = Proc(name, popen, log_path)
@@ -298,28 +187,15 @@ class Gate:
         while not ok():
             for p in procs:
                 if not p.alive():
-                    raise GateError(f"{p.name} exited while starting ({what}):\n{p.log_tail()}")
+                    raise GateError(
+                        f"{p.name} exited (code {p.popen.returncode}) before {what} was ready; "
+                        f"its last lines:\n{p.log_tail()}"
+                    )
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in procs)
-                raise GateError(f"{what} not ready after {timeout:.0f} s\n{tails}")
+                raise GateError(f"{what} not ready after {timeout:.0f} s"
+                                + (f"; last lines:\n{tails}" if tails else ""))
             time.sleep(0.1)
-
-    def admin_bugs(self, bugs: list[str]) -> None:
-        """Replace the SUT's bug set (the state is shared by all five services)."""
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.base_port}/admin/bugs",
-            data=json.dumps({"bugs": bugs}).encode(),
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                body = json.loads(resp.read() or b"{}")
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise GateError(f"could not switch bugs to {bugs or 'none'} via /admin/bugs: {e}") from e
-        got = sorted(body.get("bugs", []))
-        if got != sorted(bugs):
-            raise GateError(f"/admin/bugs answered {got}, expected {sorted(bugs)}")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -327,84 +203,52 @@ class Gate:
         return env
 
     # -- phases -------------------------------------------------------------------------
-    def start_stack(self) -> None:
+    def start_collector(self) -> None:
         self.store_path.mkdir(parents=True, exist_ok=True)
-        self.collector_port, grpc_port = free_port(), free_port()
+        if self.c.otlp_port:
+            self.collector_port = self.c.otlp_port
+            if port_open(self.collector_port):
+                raise GateError(f"--otlp-port {self.collector_port} is taken (another "
+                                "collector?); stop it or pick a free port")
+        else:
+            self.collector_port = free_port()
+        grpc_port = free_port()
         self.say(f"starting collector on :{self.collector_port} (store {self.store_path})")
-        collector = self.start(
+        collector = self.spawn(
             "collector",
-            _python_cmd("slo.cli:main") + [
+            python_cmd("slo.cli:main") + [
                 "collect", "--store", str(self.store_path), "--port", str(self.collector_port),
-                "--grpc-port", str(grpc_port), "--run-id", f"{self.gate_id}-unlabelled",
+                "--host", self.c.otlp_host, "--grpc-port", str(grpc_port),
             ],
             self.env(),
         )
-        self.base_port = free_port_range(5)
-        env = self.env()
-        env.update(
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{self.collector_port}",
-            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_BSP_SCHEDULE_DELAY="200",
-            SUT_ADMIN_TOKEN=self.token,
-        )
-        cmd = _python_cmd("sut.cli:main") + [
-            "up", "--base-port", str(self.base_port), "--data-dir", str(self.workdir / "sut-data"),
-        ]
-        if self.c.db:
-            db = self.c.db if "://" in self.c.db else str(Path(self.c.db).resolve())
-        else:
-            db = str(private_sqlite_db(self.workdir))
-        cmd += ["--db", db]
-        self.db_url = db
-        if self.c.cache:
-            cmd += ["--cache", self.c.cache]
-        if self.c.sut_workers:
-            cmd += ["--workers", str(self.c.sut_workers)]
-        self.say(f"starting SUT on :{self.base_port}-{self.base_port + 4}")
-        sut = self.start("sut", cmd, env)
-        self.wait_until(
-            "collector", lambda: port_open(self.collector_port), [collector], timeout=30
-        )
-        self.wait_until(
-            "SUT",
-            lambda: all(http_ok(f"http://127.0.0.1:{self.base_port + i}/healthz") for i in range(5)),
-            [sut, collector],
-            timeout=180,  # the first start seeds the shared database
-        )
-        self.admin_bugs([])
-        self.prime_stock_cache()
+        self.wait_until("collector", lambda: port_open(self.collector_port), [collector], 30)
 
-    def prime_stock_cache(self) -> None:
-        """Load the popular products' stock into inventory's cache before anything is measured.
+    def start_stack(self) -> None:
+        """The collector, then the target's two sides."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.start_collector()
+        self.target.start(self)
 
-        Most traffic is on ~100 popular products; left to the load alone the cache is still
-        half cold during a short gate, and a request that does or does not query the database
-        flips per-request query counts between two values. Primed, misses are the long tail.
-        """
-        try:
-            from sut.seed import HOT_PRODUCTS
-
-            hot = list(HOT_PRODUCTS)
-        except ImportError:  # pragma: no cover
-            hot = list(range(1, 101))
-        for i in range(0, len(hot), 50):
-            ids = ",".join(str(p) for p in hot[i : i + 50])
-            url = f"http://127.0.0.1:{self.base_port + 3}/stock?product_ids={ids}"
-            try:
-                with urllib.request.urlopen(url, timeout=30) as resp:
-                    resp.read()
-            except (urllib.error.URLError, OSError) as e:
-                raise GateError(f"could not warm inventory's cache ({url}): {e}") from e
+    def locustfile(self) -> str:
+        given = self.c.locustfile or self.target.default_locustfile()
+        if not given:
+            raise GateError("no Locust file: pass --locustfile FILE (or gate: locustfile: in "
+                            "the spec); only the bundled SUT has a default")
+        path = Path(given).resolve()
+        if not path.is_file():
+            raise GateError(f"Locust file {given} does not exist")
+        return str(path)
 
     def start_locust(self) -> Proc:
-        self.set_run_id(f"{self.gate_id}-warmup")
+        self.set_slice(f"{self.gate_id}-warmup", "baseline")
         cmd = [
-            sys.executable, "-P", "-m", "locust", "-f", locustfile_path(), "--headless",
-            "-u", str(self.c.users), "-r", str(max(1, self.c.users)),
-            "--host", f"http://127.0.0.1:{self.base_port}",
+            sys.executable, "-P", "-m", "locust", "-f", f"{self.locustfile()},{PLUGIN_LOCUSTFILE}",
+            "--headless", "-u", str(self.c.users), "-r", str(max(1, self.c.users)),
+            "--host", self.target.host("baseline"),
             "--slo-no-check", "--slo-run-id-file", str(self.run_id_file),
             "--slo-store", str(self.store_path), "--only-summary",
-            "--slo-otlp-endpoint", f"http://127.0.0.1:{self.collector_port}",
+            "--slo-otlp-endpoint", self.collector_url,
             "--loglevel", "WARNING",
         ]
         if self.c.locust_processes > 1:
@@ -414,62 +258,46 @@ class Gate:
             cmd += ["--processes", str(self.c.locust_processes),
                     "--master-bind-port", port, "--master-port", port]
         env = self.env()
-        env["SUT_ADMIN_TOKEN"] = self.token
-        return self.start("locust", cmd, env)
+        env.update(self.target.locust_env())
+        return self.spawn("locust", cmd, env)
 
     def drive(self, locust: Proc) -> dict[str, list[str]]:
-        """Warm up, then run the slices; returns the run ids per side."""
+        """Warm up (both sides), then run the slices; returns the run ids per side."""
         sides = plan_slices(self.c.duration, self.c.slice_seconds, self.c.baseline_file is None)
         slice_s = self.c.duration / max(1, sides.count("candidate"))
         per_slice = slice_s + self.c.gap
         left = self.c.warmup + per_slice * len(sides)
-        self._wait_for_traffic(locust)
+        self._wait_for_traffic()
         procs = f" in {self.c.locust_processes} Locust processes" if self.c.locust_processes > 1 else ""
         self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users{procs} "
                  f"({left:.0f} s of load left)")
-        self._sleep(self.c.warmup, locust)
+        self._sleep(self.c.warmup / 2)
+        self.set_slice(f"{self.gate_id}-warmup", "candidate")  # two deployments: warm both
+        self._sleep(self.c.warmup / 2)
         ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
-        current_bugs: list[str] | None = []
         for i, side in enumerate(sides):
-            bugs = list(self.c.bugs) if side == "candidate" else []
-            self.set_run_id("")  # gap: requests in flight at the switch carry no run id
-            if bugs != current_bugs:
-                self.admin_bugs(bugs)
-                self._wait_bug_effective(current_bugs or [], bugs)
-                current_bugs = bugs
-            self._sleep(self.c.gap, locust)
+            self.set_slice("")  # gap: requests in flight at the switch carry no run id
+            self.target.switch(side)
+            self._sleep(self.c.gap)
             run_id = f"{self.gate_id}-{side[0]}{i:02d}"
             ids[side].append(run_id)
-            self.set_run_id(run_id)
+            self.set_slice(run_id, side)
             left = per_slice * (len(sides) - i) - self.c.gap
             n_side = sides[: i + 1].count(side)
+            what = ", ".join(f"{k}: {','.join(v) if isinstance(v, list) else v}"
+                             for k, v in self.target.describe(side).items()
+                             if k in ("bugs", "url")) or ""
             self.say(
                 f"{side} phase, slice {n_side}/{sides.count(side)}"
-                f" (bugs: {','.join(bugs) or 'none'}), {left:.0f} s of load left"
+                + (f" ({what or 'bugs: none'})" if self.target.kind != "commands" else "")
+                + f", {left:.0f} s of load left"
             )
-            self._sleep(slice_s, locust)
-        self.set_run_id("")
+            self._sleep(slice_s)
+        self.set_slice("")
         return ids
 
-    def _wait_bug_effective(self, before: list[str], after: list[str]) -> None:
-        """Wait until a switch has really happened, where that takes time.
-
-        `missing_index` drops and re-creates a real index on 400k rows (up to a second on a
-        busy box): a slice started before it is done would measure the other side.
-        """
-        if ("missing_index" in before) == ("missing_index" in after) or not self.db_url:
-            return
-        from sut import db as sut_db
-
-        want = "missing_index" not in after
-        self.wait_until(
-            f"inventory index {'re-created' if want else 'dropped'}",
-            lambda: sut_db.inventory_index_present(self.db_url) == want,
-            list(self.procs), timeout=60,
-        )
-
-    def _wait_for_traffic(self, locust: Proc, timeout: float = 90) -> None:
-        """Slices start only once spans flow end to end (Locust -> SUT -> collector -> store).
+    def _wait_for_traffic(self, timeout: float = 90) -> None:
+        """Slices start only once spans flow end to end (Locust -> target -> collector -> store).
 
         On a loaded machine Locust alone can take seconds to start; a slice timed from its
         launch would otherwise be empty.
@@ -485,30 +313,43 @@ class Gate:
             except SloError:
                 return False
 
-        self.wait_until("traffic (locust -> SUT -> collector)", flowing, list(self.procs),
+        self.wait_until("traffic (locust -> target -> collector)", flowing, list(self.procs),
                         timeout)
 
-    def _sleep(self, seconds: float, locust: Proc) -> None:
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but end the gate (exit 2) as soon as any of our processes dies."""
         deadline = time.monotonic() + seconds
         while (now := time.monotonic()) < deadline:
-            if not locust.alive():
-                raise GateError(f"locust exited early:\n{locust.log_tail()}")
+            for p in self.procs:
+                if not p.alive():
+                    raise GateError(f"{p.name} exited during the gate (code "
+                                    f"{p.popen.returncode}); its last lines:\n{p.log_tail()}")
             time.sleep(min(0.1, deadline - now))
+
+    def spec_path(self) -> str:
+        """--spec, else ./slo.yaml, else the target's default (the SUT's embedded spec)."""
+        if self.c.spec:
+            return self.c.spec
+        if Path("slo.yaml").is_file():
+            return "slo.yaml"
+        default = self.target.default_spec()
+        if default is None:
+            raise GateError("no SLO spec: pass --spec FILE or put slo.yaml in this directory")
+        return default
 
     def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
         from slo.baseline import build_baseline, load_baseline, save_baseline
-        from slo.check import run_check
-        from slo.report import write_reports
+        from slo.pipeline import judge
         from slo.spec import load_spec
         from slo.store import SpanStore
 
-        spec = load_spec(self.c.spec or embedded_spec_path())  # the SUT's spec, not ./slo.yaml
+        spec = load_spec(self.spec_path())
         store = SpanStore(self.store_path)
         all_ids = ids["baseline"] + ids["candidate"]
         self.say("waiting for the last spans")
         wait_for_spans(store, all_ids, settle=1.0, timeout=20)
         known = {r.run_id for r in store.runs()}
-        for side in ("baseline", "candidate"):
+        for side in SIDES:
             missing = [i for i in ids[side] if i not in known]
             ids[side] = [i for i in ids[side] if i in known]
             if missing:
@@ -517,35 +358,40 @@ class Gate:
                 raise GateError(f"no spans arrived for the {side} phase; see the logs with --keep")
         merged_b = f"{self.gate_id}-baseline"
         merged_c = f"{self.gate_id}-candidate"
+        # store.read joins the spans of services that copy no run id to their trace's slice
         cand = _relabel(store.read(ids["candidate"]), merged_c)
-        cmeta = _merged_meta(merged_c, cand, self.c.users, load_seconds["candidate"], self.c.bugs)
+        cmeta = _merged_meta(merged_c, cand, self.c.users, load_seconds["candidate"],
+                             self.target.describe("candidate").get("bugs", []))
         store.write_run_meta(merged_c, cmeta)
         if self.c.baseline_file:
             baseline = load_baseline(self.c.baseline_file)
         else:
             base = _relabel(store.read(ids["baseline"]), merged_b)
-            bmeta = _merged_meta(merged_b, base, self.c.users, load_seconds["baseline"], [])
+            bmeta = _merged_meta(merged_b, base, self.c.users, load_seconds["baseline"],
+                                 self.target.describe("baseline").get("bugs", []))
             store.write_run_meta(merged_b, bmeta)
             baseline = build_baseline(spec, base, run_meta=bmeta)
         self.say("checking candidate against baseline")
-        report = run_check(spec, cand, baseline=baseline, run_meta=cmeta)
-        report["gate"] = {
-            "gate_id": self.gate_id, "bugs": list(self.c.bugs), "users": self.c.users,
+        gate_info = {
+            "gate_id": self.gate_id, "target": self.target.kind,
+            "sides": {s: self.target.describe(s) for s in SIDES},
+            "bugs": list(self.c.bugs), "users": self.c.users,
             "locust_processes": self.c.locust_processes,
             "duration_s": self.c.duration, "slices": ids,
             "wall_s": round(time.monotonic() - self.t0, 1),
         }
-        write_reports(report, self.c.report_dir)
+        outcome = judge(spec, cand, baseline=baseline, run_meta=cmeta,
+                        report_dir=self.c.report_dir, extra={"gate": gate_info})
         if not self.c.baseline_file:
             save_baseline(baseline, Path(self.c.report_dir) / "baseline.json")
-        self.out(summary_text(report, self.c.report_dir))
-        return 0 if report.get("verdict") == "pass" else 1
+        self.out(summary_text(outcome.report, self.c.report_dir))
+        return outcome.code
 
     def run(self) -> int:
-        previous = _install_signal_handlers()
+        previous = install_signal_handlers()
         try:
             _preload_check()  # imported now, not in the gap after the load (slow on a busy box)
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.spec_path()  # no spec is exit 2 before anything starts
             self.start_stack()
             locust = self.start_locust()
             t_start = time.monotonic()
@@ -568,7 +414,7 @@ class Gate:
             return code
         finally:
             self.shutdown()
-            _restore_signal_handlers(previous)
+            restore_signal_handlers(previous)
 
     def shutdown(self) -> None:
         """Stop what we started: SIGTERM every group at once, then SIGKILL what lingers.
@@ -587,16 +433,17 @@ class Gate:
             deadline = time.monotonic() + 10
             for p in stopping:
                 p.stop(timeout=max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(SloError):
+                self.target.stop()
         finally:
-            _restore_signal_handlers(ignored)
+            restore_signal_handlers(ignored)
         if keep:
             alive = [p for p in self.procs if p.alive()]
             for p in alive:
                 self.out(f"kept {p.name} (pid {p.popen.pid}; stop with: kill -- -{p.popen.pid})")
-            self.out(
-                f"kept: SUT http://127.0.0.1:{self.base_port} (token {self.token}), "
-                f"collector http://127.0.0.1:{self.collector_port}, store {self.store_path}"
-            )
+            sides = ", ".join(f"{s} {self.target.host(s)}" for s in SIDES)
+            self.out(f"kept: {sides}" + (f" (token {self.token})" if self.token else "")
+                     + f", collector {self.collector_url}, store {self.store_path}")
         elif self.c.workdir is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -626,67 +473,12 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
             "end_ns": end, "bugs": bugs, **load, "load": load}
 
 
-def private_sqlite_db(workdir: Path) -> Path:
-    """A private copy of the seeded SUT database for one gate.
-
-    Seeding takes seconds, so a template is seeded once (in SLO_GATE_SEED_DIR, default
-    ~/.cache/slo-harness) and copied with SQLite's backup API (a consistent snapshot, ~25 MB,
-    milliseconds). Private because the SUT writes to it (sign-ups) and `missing_index` really
-    drops an index: gates running side by side must not share either.
-    """
-    import fcntl
-    import sqlite3
-
-    try:
-        from sut import db as sut_db
-        from sut import seed
-    except ImportError as e:  # pragma: no cover - the SUT ships in the same distribution
-        raise GateError(f"the SUT package is not importable: {e}") from e
-    cache = Path(os.environ.get("SLO_GATE_SEED_DIR") or Path.home() / ".cache" / "slo-harness")
-    cache.mkdir(parents=True, exist_ok=True)
-    template = cache / f"sut-template-seed{getattr(seed, 'SEED_VERSION', '1')}.db"
-    with open(cache / f"{template.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            seed.ensure_seeded(str(template))
-            sut_db.set_inventory_index(str(template), True)
-        except Exception as e:  # noqa: BLE001 - SutError or a driver error: one line
-            raise GateError(f"could not prepare the SUT database {template}: {e}") from e
-        dst_path = workdir / "sut.db"
-        src = sqlite3.connect(str(template))
-        dst = sqlite3.connect(str(dst_path))
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-    return dst_path
-
-
 def _preload_check() -> None:
     import slo.baseline  # noqa: F401
     import slo.check  # noqa: F401
     import slo.report  # noqa: F401
     import slo.spec  # noqa: F401
     import slo.store  # noqa: F401
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; stopped everything")
-
-
-def _install_signal_handlers() -> dict[int, Any]:
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
-            previous[sig] = signal.signal(sig, _raise_interrupted)
-    return previous
-
-
-def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-    for sig, handler in previous.items():
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(sig, handler)
 
 
 def run_gate(config: GateConfig, out: Callable[[str], None] = print) -> int:

@@ -14,7 +14,6 @@ No locust import here: this module is plain Python so it can be tested and reuse
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import threading
@@ -22,6 +21,8 @@ import time
 import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
+
+from slo.slicefile import parse_slice
 
 BAGGAGE_KEY = "slo.run_id"
 
@@ -100,22 +101,6 @@ class RunContext:
         if rid:
             h["baggage"] = baggage(rid)
         return h
-
-
-def parse_slice(text: str) -> tuple[str, str]:
-    """(run id, host) from the gate's slice file: a bare id, or {"run_id", "host"} JSON."""
-    if not text.startswith("{"):
-        return text, ""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return "", ""  # torn write cannot happen (atomic rename); unreadable means no run
-    return str(doc.get("run_id") or ""), str(doc.get("host") or "").rstrip("/")
-
-
-def slice_text(run_id: str, host: str = "") -> str:
-    """What the gate writes into the slice file (the inverse of `parse_slice`)."""
-    return json.dumps({"run_id": run_id, "host": host}) if host else run_id
 
 
 #: The one holder of this process (Locust users and the plugin share it).

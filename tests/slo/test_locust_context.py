@@ -10,10 +10,9 @@ from slo.locust.context import (
     RunContext,
     baggage,
     new_run_id,
-    parse_slice,
-    slice_text,
     traceparent,
 )
+from slo.slicefile import parse_slice, slice_text
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 
