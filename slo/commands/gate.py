@@ -18,6 +18,8 @@ from slo.errors import SloError
 
 #: `gate:` key in the spec -> GateConfig field (same name unless listed)
 _SPEC_FIELDS = {"slice": "slice_seconds"}
+#: what chooses the target: a target given by flags replaces the spec's target as a whole
+_TARGET_KEYS = {"baseline_cmd", "candidate_cmd", "baseline_url", "candidate_url", "bugs"}
 
 
 def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str]:
@@ -100,6 +102,8 @@ def command(ctx: click.Context, **flags: Any) -> None:
         given = {k: v for k, v in flags.items()
                  if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
         merged = dict(flags)
+        if given.keys() & _TARGET_KEYS:
+            settings = {k: v for k, v in settings.items() if k not in _TARGET_KEYS}
         for key, value in settings.items():
             name = _SPEC_FIELDS.get(key, key)
             if name not in given:
