@@ -126,6 +126,12 @@ class ClientTracer:
         self.endpoint = "" if endpoint.lower() in ("", "none", "off") else endpoint.rstrip("/")
         self._pid = 0
 
+    def preload(self) -> None:
+        """Import the SDK and exporter now, not in the first request (seconds, blocking gevent)."""
+        if self.endpoint:
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+            import opentelemetry.sdk.trace.export  # noqa: F401
+
     def _ensure(self) -> Any:
         if self._pid == os.getpid():
             return self._tracer

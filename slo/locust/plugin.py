@@ -147,7 +147,9 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     if run_id_file:
         CURRENT.run_id_file = run_id_file
     TRACER.configure(str(_opt(environment, "slo_otlp_endpoint", "") or ""))
+    TRACER.preload()
     if isinstance(environment.runner, WorkerRunner):
+        _refresh_loop_clock()
         return
     STATE.clear()
     STATE.update(runs=[], peak_users=0, final=None, exit_code=None)
@@ -157,6 +159,18 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         from slo.locust import web  # only where there is a web UI to extend
 
         web.install(environment, STATE)
+    _refresh_loop_clock()
+
+
+def _refresh_loop_clock() -> None:
+    """Make gevent's loop read the clock again before Locust arms `--run-time`.
+
+    The loop caches "now" and has not run since `import locust`; everything after (loading
+    the Locust files, this plugin's imports, validating the spec) is seconds on a busy box,
+    and Locust's run-time timer is armed relative to that stale time: a `-t 3s` test would
+    stop after one second.
+    """
+    gevent.get_hub().loop.update_now()
 
 
 @events.spawning_complete.add_listener
