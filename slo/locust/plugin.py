@@ -178,6 +178,11 @@ def _on_spawned(user_count: int, **_kw: Any) -> None:
     STATE["peak_users"] = max(STATE.get("peak_users", 0), user_count)
 
 
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, **_kw: Any) -> None:
+    STATE.setdefault("worker_ids", set()).add(client_id)
+
+
 @events.test_start.add_listener
 def _on_test_start(environment: Any, **_kw: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
@@ -192,6 +197,7 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     CURRENT.run_id = run_id
     STATE.setdefault("runs", []).append({"run_id": run_id, "start_ns": time.time_ns(), "end_ns": None})
     STATE["peak_users"] = 0
+    STATE["worker_ids"] = set()
     log.info("SLO run id: %s", run_id)
 
 
@@ -238,7 +244,10 @@ def _run_meta(environment: Any, run: dict[str, Any]) -> dict[str, Any]:
         "end_ns": end_ns,
         **load,
         "load": load,
-        "workers": len(environment.runner.clients) if isinstance(environment.runner, MasterRunner) else 0,
+        # workers that reported during the run (at `quitting` they may have disconnected)
+        "workers": max(len(STATE.get("worker_ids") or ()),
+                       len(environment.runner.clients)
+                       if isinstance(environment.runner, MasterRunner) else 0),
     }
 
 
