@@ -1,0 +1,268 @@
+"""Writing a check's report: slo-report.json / .md / junit.xml / .html, and the terminal view.
+
+One report dict (docs/architecture.md), several readers: CI systems read the exit code and
+junit.xml, people read the pull-request comment (Markdown) or the terminal, and the HTML page
+is for digging in. Every failure carries its explanation in all of them, so no reader has to
+open a trace viewer to know where to look.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from slo import waterfall_text
+from slo.html_report import render_html
+
+FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
+         "html": "slo-report.html"}
+_ICON = {"pass": "✅ pass", "fail": "❌ fail", "no_data": "⚠️ no data"}
+
+
+def fmt(value: Any, unit: str | None) -> str:
+    """A result value for tables: `41.2 ms`, `1.50%`, `12`, `-`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    v = float(value)
+    if unit == "ms":
+        if v >= 100:
+            return f"{v:.0f} ms"
+        return f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
+    if unit == "ratio":
+        return f"{v * 100:.2f}%"
+    return f"{v:g}"
+
+
+def fmt_budget(r: dict[str, Any]) -> str:
+    """Budgets of regressions are thresholds: relative for latency, absolute otherwise."""
+    b = r.get("budget")
+    if r.get("kind") == "regression":
+        if b is None:
+            return "-"
+        if r.get("unit") == "ms":
+            return f"+{float(b) * 100:g}%"
+        if r.get("unit") == "ratio":
+            return f"+{float(b) * 100:g} pts"
+        return f"+{float(b):g}"
+    return fmt(b, r.get("unit"))
+
+
+def failures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in report.get("results", []) if r.get("status") != "pass"]
+
+
+def failing_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in report.get("findings", []) if f.get("fails")]
+
+
+def waterfall(report: dict[str, Any], trace_id: str | None, width: int = 100) -> str | None:
+    trace = (report.get("traces") or {}).get(trace_id or "")
+    if not trace:
+        return None
+    return waterfall_text.render(trace, trace.get("culprit_span_id"), width=width)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _p50_mean(c: dict[str, Any], side: str) -> str:
+    text = fmt(c.get(f"{side}_ms"), "ms")
+    mean = c.get(f"{side}_critical_ms", c.get(f"{side}_mean_ms"))  # per-request mean
+    return f"{text} ({fmt(mean, 'ms')})" if mean is not None else text
+
+
+def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
+    """The report as GitHub-flavoured Markdown (a PR comment or `$GITHUB_STEP_SUMMARY`)."""
+    verdict = report.get("verdict", "fail")
+    head = "✅ SLO check passed" if verdict == "pass" else "❌ SLO check failed"
+    run = report.get("run") or {}
+    out = [f"## {head}", ""]
+    facts = [f"run `{report.get('run_id') or '-'}`"]
+    if report.get("baseline_run_id"):
+        facts.append(f"baseline `{report['baseline_run_id']}`")
+    if run.get("spans") is not None:
+        facts.append(f"{run.get('spans')} spans, {run.get('traces')} traces")
+    out += [" · ".join(facts), ""]
+    out += ["| SLO | objective | status | observed | budget | baseline | samples |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in report.get("results", []):
+        out.append("| " + " | ".join(_md_cell(x) for x in (
+            r["slo"], r["objective"], _ICON.get(r["status"], r["status"]),
+            fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+            fmt(r.get("baseline"), r.get("unit")), r.get("samples", 0))) + " |")
+    bad = failures(report)
+    if bad:
+        out += ["", "### Why", ""]
+        shown = 0
+        for r in bad:
+            out.append(f"**{_md_cell(r['slo'])} · {r['objective']}**: {r['explanation']}")
+            if r.get("contributions"):
+                out += ["", "| span group | baseline p50 (mean) | candidate p50 (mean) | "
+                        "share of added time |", "| --- | --- | --- | --- |"]
+                for c in r["contributions"]:
+                    out.append(f"| `{_md_cell(c['group'])}` | {_p50_mean(c, 'baseline')} | "
+                               f"{_p50_mean(c, 'candidate')} | "
+                               f"{float(c.get('share') or 0) * 100:.0f}% |")
+            wf = waterfall(report, r.get("trace_id"), 100) if shown < max_waterfalls else None
+            if wf:
+                shown += 1
+                out += ["", "<details><summary>worst trace</summary>", "", "```text", wf,
+                        "```", "", "</details>"]
+            out.append("")
+    findings = report.get("findings") or []
+    if findings:
+        out += ["", "### Findings", "", "| detector | fails | where | count | message |",
+                "| --- | --- | --- | --- | --- |"]
+        for f in findings:
+            where = f"{f.get('service', '')} {f.get('span', '')}".strip()
+            out.append("| " + " | ".join(_md_cell(x) for x in (
+                f.get("detector"), "yes" if f.get("fails") else "no", where,
+                f.get("count", ""), f.get("message", ""))) + " |")
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# JUnit
+
+
+def to_junit(report: dict[str, Any]) -> str:
+    """One test case per objective (and per failing finding); failures carry the explanation."""
+    cases: list[ET.Element] = []
+    n_fail = 0
+    for r in report.get("results", []):
+        tc = ET.Element("testcase", classname=f"slo.{r['slo']}", name=r["objective"], time="0")
+        if r["status"] != "pass":
+            n_fail += 1
+            f = ET.SubElement(tc, "failure", type=r["status"],
+                              message=r.get("explanation", "")[:2000])
+            lines = [r.get("explanation", ""),
+                     f"observed {fmt(r.get('observed'), r.get('unit'))}, budget "
+                     f"{fmt_budget(r)}, baseline {fmt(r.get('baseline'), r.get('unit'))}, "
+                     f"samples {r.get('samples')}"]
+            if r.get("trace_id"):
+                lines.append(f"trace {r['trace_id']}")
+            wf = waterfall(report, r.get("trace_id"), 100)
+            if wf:
+                lines += ["", wf]
+            f.text = "\n".join(lines)
+        cases.append(tc)
+    for fd in failing_findings(report):
+        tc = ET.Element("testcase", classname=f"slo.findings.{fd.get('detector')}",
+                        name=f"{fd.get('service', '')} {fd.get('span', '')}".strip() or "finding",
+                        time="0")
+        n_fail += 1
+        f = ET.SubElement(tc, "failure", type="finding", message=str(fd.get("message", ""))[:2000])
+        f.text = json.dumps({k: v for k, v in fd.items() if not isinstance(v, dict | list)},
+                            indent=1, default=str)
+        cases.append(tc)
+    suite = ET.Element("testsuite", name="slo", tests=str(len(cases)), failures=str(n_fail),
+                       errors="0", skipped="0", timestamp=str(report.get("generated_at", "")))
+    suite.extend(cases)
+    root = ET.Element("testsuites", name="slo check", tests=str(len(cases)),
+                      failures=str(n_fail))
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic write (readers never see half a report) with the usual file mode."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def strict_json(value: Any) -> Any:
+    """NaN and infinities (not JSON) become null, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write the four report files into `report_dir` (created); returns their paths."""
+    report = strict_json(report)
+    d = Path(report_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {k: d / v for k, v in FILES.items()}
+    _write(paths["json"], json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
+    _write(paths["md"], to_markdown(report))
+    _write(paths["junit"], to_junit(report))
+    _write(paths["html"], render_html(report))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal
+
+
+_STYLE = {"pass": "green", "fail": "bold red", "no_data": "yellow"}
+
+
+def print_report(report: dict[str, Any], console: Console | None = None,
+                 max_waterfalls: int = 5) -> None:
+    """The objectives as a table, then per failure its explanation and trace waterfall."""
+    console = console or Console()
+    table = Table(title=f"SLO check · run {report.get('run_id') or '-'}"
+                  + (f" vs baseline {report['baseline_run_id']}"
+                     if report.get("baseline_run_id") else ""))
+    for col, just in (("SLO", "left"), ("objective", "left"), ("status", "left"),
+                      ("observed", "right"), ("budget", "right"), ("baseline", "right"),
+                      ("samples", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in report.get("results", []):
+        table.add_row(r["slo"], r["objective"],
+                      Text(r["status"], style=_STYLE.get(r["status"], "")),
+                      fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+                      fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
+    console.print(table)
+    width = max(60, min(console.width or 100, 140))
+    shown = 0
+    for r in failures(report):
+        console.print(Text(f"✗ {r['slo']} · {r['objective']}: ", style="bold red"),
+                       Text(r.get("explanation", "")), soft_wrap=False)
+        wf = waterfall(report, r.get("trace_id"), width) if shown < max_waterfalls else None
+        if wf:
+            shown += 1
+            console.print(Text(wf), soft_wrap=True, highlight=False)
+        console.print()
+    for f in report.get("findings") or []:
+        style = "bold red" if f.get("fails") else "yellow"
+        console.print(Text(f"{'✗' if f.get('fails') else '•'} finding {f.get('detector')}: ",
+                           style=style), Text(str(f.get("message", ""))))
+    verdict = report.get("verdict")
+    console.print(Text(f"verdict: {verdict}", style=_STYLE.get(str(verdict), "")))

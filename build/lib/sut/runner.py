@@ -1,0 +1,225 @@
+"""`sut up`: check ports and database, seed once, start the five services under gunicorn, wait
+until each answers /healthz, and stop them all cleanly (flushing spans) on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sut import SERVICES, bugs, db, seed
+from sut.cache import check_redis
+from sut.config import Settings
+from sut.errors import SutError
+
+DEFAULT_THREADS = 8
+START_TIMEOUT = 90.0
+
+
+@dataclass
+class UpOptions:
+    settings: Settings
+    bind_host: str = "127.0.0.1"
+    workers: int = 1
+    threads: int = DEFAULT_THREADS
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def check_port(host: str, port: int, service: str) -> None:
+    """SutError unless `port` can be bound. SO_REUSEADDR as gunicorn does: connections left in
+    TIME_WAIT by a previous run do not count, a listener does."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise SutError(
+                f"port {port} ({service}) on {host} is not available ({e.strerror}); "
+                "stop what uses it or pick another --base-port") from None
+
+
+def ensure_token(settings: Settings) -> tuple[str, bool]:
+    """The admin token (generated when none is set), written to the data dir for `sut bugs`."""
+    token, generated = settings.admin_token, False
+    if not token:
+        token, generated = secrets.token_urlsafe(18), True
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.token_path
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    settings.admin_token = token
+    return token, generated
+
+
+def prepare(settings: Settings) -> bool:
+    """Check the cache and database, seed once, and set the starting bugs (index included).
+
+    Returns True when this call seeded the database."""
+    if settings.cache_url not in ("", "memory", "memory://"):
+        check_redis(settings.cache_url)
+    db.raw_connect(settings.db_url).close()
+    seeded = seed.ensure_seeded(settings.db_url)
+    bugs.write_state(settings.bugs_path, settings.bugs)
+    want_index = "missing_index" not in settings.bugs
+    if db.inventory_index_present(settings.db_url) != want_index:
+        db.set_inventory_index(settings.db_url, want_index)
+    return seeded
+
+
+def service_env(opts: UpOptions) -> dict[str, str]:
+    s = opts.settings
+    env = dict(os.environ)
+    env.update({
+        "SUT_DB": s.db_url, "SUT_CACHE": s.cache_url, "SUT_DATA_DIR": str(s.data_dir),
+        "SUT_ADMIN_TOKEN": s.admin_token, "SUT_BASE_PORT": str(s.base_port),
+        "SUT_HOST": opts.bind_host, "SUT_CACHE_TTL": str(s.cache_ttl),
+        "SUT_CACHE_PREFIX": s.cache_prefix, "SUT_BUGS": ",".join(s.bugs),
+    })
+    for name, url in s.urls.items():
+        env["SUT_" + name.split("-")[0].upper() + "_URL"] = url
+    env.update(opts.extra_env)
+    return env
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def gunicorn_command(service: str, opts: UpOptions) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{_bracket(opts.bind_host)}:{opts.settings.port(service)}",
+        "--workers", str(opts.workers), "--worker-class", "gthread",
+        "--threads", str(opts.threads), "--graceful-timeout", "10", "--timeout", "60",
+        "--log-level", "warning", "--name", service,
+        f'sut.app:create_app("{service}")',
+    ]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when `sut up` dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class Stack:
+    """The five gunicorn masters; `stop` sends SIGTERM and waits (workers flush their spans)."""
+
+    def __init__(self, opts: UpOptions) -> None:
+        self.opts = opts
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        env = service_env(self.opts)
+        for service in SERVICES:
+            self.procs[service] = subprocess.Popen(
+                gunicorn_command(service, self.opts), env=env, start_new_session=True,
+                preexec_fn=_die_with_parent)
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT,
+                     stop: Callable[[], bool] = lambda: False) -> None:
+        pending = dict(self.opts.settings.urls)
+        deadline = time.monotonic() + timeout
+        while pending and not stop():
+            for service, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise SutError(f"{service} exited with code {proc.returncode} while starting "
+                                   "(its log is above)")
+            for service in list(pending):
+                if healthy(pending[service]):
+                    del pending[service]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise SutError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def any_exited(self) -> str | None:
+        for service, proc in self.procs.items():
+            if proc.poll() is not None:
+                return f"{service} exited with code {proc.returncode}"
+        return None
+
+
+def serve(service: str, opts: UpOptions, echo: Callable[[str], None] = print) -> None:
+    """Run one service in the foreground (containers: one service each). Replaces this process
+    with gunicorn after the same checks, seeding and bug set-up as `up`."""
+    settings = opts.settings
+    check_port(opts.bind_host, settings.port(service), service)
+    prepare(settings)
+    token, generated = ensure_token(settings)
+    if generated:
+        echo(f"sut: admin token {token} (saved in {settings.token_path})")
+    echo(f"{service:<18} http://{opts.bind_host}:{settings.port(service)}")
+    sys.stdout.flush()
+    os.execve(sys.executable, gunicorn_command(service, opts), service_env(opts))
+
+
+def up(opts: UpOptions, echo: Callable[[str], None] = print) -> int:
+    """Run the SUT until SIGTERM/SIGINT; returns the exit code (0 on a clean stop)."""
+    settings = opts.settings
+    for service in SERVICES:
+        check_port(opts.bind_host, settings.port(service), service)
+    t0 = time.monotonic()
+    if prepare(settings):
+        echo(f"sut: seeded {db.redact(settings.db_url)} in {time.monotonic() - t0:.1f} s")
+    token, generated = ensure_token(settings)
+    if generated:
+        echo(f"sut: admin token {token} (saved in {settings.token_path})")
+    stop_requested: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stack = Stack(opts)
+    try:
+        stack.start()
+        stack.wait_healthy(stop=lambda: bool(stop_requested))
+        if not stop_requested:
+            for service in SERVICES:
+                echo(f"{service:<18} {settings.urls[service]}")
+            echo(f"sut ready: {len(SERVICES)} services, bugs: {','.join(settings.bugs) or 'none'}"
+                 " (Ctrl-C stops)")
+        while not stop_requested:
+            exited = stack.any_exited()
+            if exited:
+                raise SutError(f"{exited}; stopping the others")
+            time.sleep(0.2)
+        return 0
+    finally:
+        stack.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

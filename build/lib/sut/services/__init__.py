@@ -1,0 +1,1 @@
+"""One module per service; each has `register(app, svc)` adding its routes."""
