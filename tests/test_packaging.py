@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -33,7 +34,11 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complete
 
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+    # from a copy of the sources: setuptools builds in-tree (build/), which must not land here
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".slo", "reports", ".*_cache"))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
          tmp_path)
     (wheel,) = dist.glob("slo_harness-*.whl")
     with zipfile.ZipFile(wheel) as z:

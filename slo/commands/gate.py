@@ -18,8 +18,9 @@ from slo.errors import SloError
 
 #: `gate:` key in the spec -> GateConfig field (same name unless listed)
 _SPEC_FIELDS = {"slice": "slice_seconds"}
-#: what chooses the target: a target given by flags replaces the spec's target as a whole
-_TARGET_KEYS = {"baseline_cmd", "candidate_cmd", "baseline_url", "candidate_url", "bugs"}
+#: the settings of each kind of target: a kind given by flags replaces the spec's other kinds
+#: (e.g. --baseline-url ignores the spec's commands; --candidate-cmd alone keeps its baseline_cmd)
+_TARGET_KINDS = ({"baseline_cmd", "candidate_cmd"}, {"baseline_url", "candidate_url"}, {"bugs"})
 
 
 def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str]:
@@ -102,8 +103,10 @@ def command(ctx: click.Context, **flags: Any) -> None:
         given = {k: v for k, v in flags.items()
                  if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
         merged = dict(flags)
-        if given.keys() & _TARGET_KEYS:
-            settings = {k: v for k, v in settings.items() if k not in _TARGET_KEYS}
+        for kind in _TARGET_KINDS:
+            if given.keys() & kind:
+                others = set().union(*_TARGET_KINDS) - kind
+                settings = {k: v for k, v in settings.items() if k not in others}
         for key, value in settings.items():
             name = _SPEC_FIELDS.get(key, key)
             if name not in given:

@@ -1,1 +1,0 @@
-"""One module per service; each has `register(app, svc)` adding its routes."""
