@@ -24,19 +24,14 @@ _TARGET_KINDS = ({"baseline_cmd", "candidate_cmd"}, {"baseline_url", "candidate_
 
 
 def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str]:
+    from slo.gate.procs import GateError
+    from slo.gate.sut import check_bugs
+
     names = [n.strip() for n in (value or "").split(",") if n.strip()]
-    if not names:
-        return names
     try:
-        from sut.bugs import BUGS
-    except ImportError:
-        raise click.BadParameter("--bugs needs the bundled SUT (pip install 'slo-harness[sut]')") from None
-    unknown = [n for n in names if n not in BUGS]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown bug {', '.join(unknown)}; valid bugs: {', '.join(BUGS)}"
-        )
-    return names
+        return check_bugs(names)
+    except GateError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @click.command("gate")

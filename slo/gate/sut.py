@@ -25,6 +25,20 @@ if TYPE_CHECKING:
     from slo.gate.core import Gate
 
 
+def check_bugs(names: list[str]) -> list[str]:
+    """`names` if every one is a bug of the bundled SUT, else a GateError listing the valid ones."""
+    if not names:
+        return names
+    try:
+        from sut.bugs import BUGS
+    except ImportError:
+        raise GateError("--bugs needs the bundled SUT (pip install 'slo-harness[sut]')") from None
+    unknown = [n for n in names if n not in BUGS]
+    if unknown:
+        raise GateError(f"unknown bug {', '.join(unknown)}; valid bugs: {', '.join(BUGS)}")
+    return names
+
+
 def locustfile_path() -> str:
     """The SUT's journeys (loadtests/locustfile.py)."""
     spec = importlib.util.find_spec("loadtests")
