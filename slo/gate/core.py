@@ -284,13 +284,12 @@ class Gate:
             self.set_slice(run_id, side)
             left = per_slice * (len(sides) - i) - self.c.gap
             n_side = sides[: i + 1].count(side)
-            what = ", ".join(f"{k}: {','.join(v) if isinstance(v, list) else v}"
+            what = ", ".join(f"{k}: {(','.join(v) or 'none') if isinstance(v, list) else v}"
                              for k, v in self.target.describe(side).items()
-                             if k in ("bugs", "url")) or ""
+                             if k in ("bugs", "url"))
             self.say(
                 f"{side} phase, slice {n_side}/{sides.count(side)}"
-                + (f" ({what or 'bugs: none'})" if self.target.kind != "commands" else "")
-                + f", {left:.0f} s of load left"
+                + (f" ({what})" if what else "") + f", {left:.0f} s of load left"
             )
             self._sleep(slice_s)
         self.set_slice("")
