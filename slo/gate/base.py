@@ -3,8 +3,9 @@
 A target is the system under judgement with a baseline and a candidate side. The gate owns
 the collector, Locust, the slices and the check; a target only
 
-- `start(gate)`: brings both sides up (through `gate.spawn`, so the gate stops them) and
-  returns once they answer,
+- `start(gate)`: launches both sides (through `gate.spawn`, so the gate stops them),
+- `ready(gate)`: returns once both answer (the gate starts Locust in between when the sides
+  are separate deployments: Locust's start-up then overlaps theirs),
 - `host(side)`: the base URL the side's requests go to,
 - `switch(side)`: runs in the quiet gap before each slice of that side (the SUT flips its bugs
   here; two separate deployments need nothing),
@@ -31,6 +32,9 @@ class Target(ABC):
 
     @abstractmethod
     def start(self, gate: Gate) -> None: ...
+
+    def ready(self, gate: Gate) -> None:  # noqa: B027 - optional hook
+        """Wait until both sides answer (`start` may have done it already)."""
 
     @abstractmethod
     def host(self, side: str) -> str: ...

@@ -58,6 +58,8 @@ class CommandsTarget(Target):
             env["PORT"] = str(port)
             gate.say(f"starting the {side} on :{port}: {cmd}")
             self.procs[side] = gate.spawn(side, cmd, env, cwd=os.getcwd(), shell=True)
+
+    def ready(self, gate: Gate) -> None:
         for side in SIDES:
             url = health_url(self.host(side), self.health)
             gate.wait_until(f"the {side} ({url})", lambda u=url: healthy(http_status(u)),

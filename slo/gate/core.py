@@ -225,10 +225,11 @@ class Gate:
         self.wait_until("collector", lambda: port_open(self.collector_port), [collector], 30)
 
     def start_stack(self) -> None:
-        """The collector, then the target's two sides."""
+        """The collector, then the target's two sides, ready."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.start_collector()
         self.target.start(self)
+        self.target.ready(self)
 
     def locustfile(self) -> str:
         given = self.c.locustfile or self.target.default_locustfile()
@@ -391,8 +392,18 @@ class Gate:
         try:
             _preload_check()  # imported now, not in the gap after the load (slow on a busy box)
             self.spec_path()  # no spec is exit 2 before anything starts
-            self.start_stack()
-            locust = self.start_locust()
+            self.locustfile()  # nor a missing Locust file
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.start_collector()
+            self.target.start(self)
+            if self.target.separate_hosts:
+                # Locust starts while the deployments do (seconds each on a busy box); until
+                # they answer, its requests fail fast and belong to no slice
+                locust = self.start_locust()
+                self.target.ready(self)
+            else:
+                self.target.ready(self)
+                locust = self.start_locust()
             t_start = time.monotonic()
             ids = self.drive(locust)
             per_side = {

@@ -37,6 +37,9 @@ class UrlsTarget(Target):
         self.timeout = timeout
 
     def start(self, gate: Gate) -> None:
+        pass  # already running
+
+    def ready(self, gate: Gate) -> None:
         for side, url in self.urls.items():
             target = health_url(url, self.health)
             gate.say(f"waiting for the {side} at {target}")
