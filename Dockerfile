@@ -1,7 +1,7 @@
 # One image for the whole project: the five SUT services, the collector (`slo collect`), the
 # gate (`slo gate`) and Locust (master and workers). docker-compose.yml picks the command.
 #
-# Dependencies are installed from pyproject.toml in their own layer, before the sources are
+# Dependencies (core + the [locust] and [sut] extras) are installed from pyproject.toml in their own layer, before the sources are
 # copied, so editing code does not reinstall them.
 FROM python:3.11-slim
 
@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['locust'] + x['sut']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

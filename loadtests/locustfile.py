@@ -1,5 +1,8 @@
 """Shop journeys against the SUT, plus the SLO plugin (SLO tab, final check, exit code).
 
+Plain Locust requests: importing `slo.locust.plugin` is all it takes for each request to be a
+client span carrying `traceparent` and `baggage: slo.run_id=<id>`.
+
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080
     locust -f loadtests/locustfile.py --headless -u 20 -r 10 -t 30s --slo-spec slo.yaml
 
@@ -16,8 +19,8 @@ import random
 
 from locust import FastHttpUser, between, task
 
-from loadtests import catalog, slo_plugin  # noqa: F401  (slo_plugin registers its listeners)
-from loadtests.context import TRACER
+import slo.locust.plugin  # noqa: F401  (the SLO plugin: run id + trace headers, tab, verdict)
+from loadtests import catalog
 
 
 class _Journeys(FastHttpUser):
@@ -30,12 +33,8 @@ class _Journeys(FastHttpUser):
         self.user_id = catalog.user_id(self.rng)
 
     def _request(self, method: str, service: str, path: str, name: str, **kw: object) -> None:
-        """One request as a client span whose context (and run id) travel in the headers."""
-        url = self.urls[service] + path
-        span, headers = TRACER.start(name, method, url)
-        resp = self.client.request(method, url, name=name, headers=headers, **kw)
-        error = getattr(resp, "error", None)  # set on ErrorResponse (no HTTP answer)
-        TRACER.finish(span, resp.status_code or 0, str(error) if error else None)
+        """One request; the plugin makes it a client span and adds traceparent and baggage."""
+        self.client.request(method, self.urls[service] + path, name=name, **kw)
 
     def _get(self, service: str, path: str, name: str) -> None:
         self._request("GET", service, path, name)

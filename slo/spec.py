@@ -42,7 +42,7 @@ UNITS = {**dict.fromkeys(LATENCY_PERCENTILES, "ms"), "error_rate": "ratio",
 
 SELECT_KEYS = ("service", "span", "span_regex", "root", "kind", "attributes")
 SLO_KEYS = ("name", "select", "objectives", "regression", "description")
-TOP_KEYS = ("version", "slos", "regression", "detectors")
+TOP_KEYS = ("version", "slos", "regression", "detectors", "gate")
 REGRESSION_KEYS = ("latency", "latency_min", "alpha", "min_samples", "error_rate",
                    "db_queries", "repeated_queries")
 
@@ -126,6 +126,8 @@ class Spec:
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = "<spec>"
     version: int = 1
+    #: `slo gate` settings kept in the spec (see `_gate_settings`); flags override them
+    gate: dict[str, Any] = field(default_factory=dict)
 
     def slo(self, name: str) -> SLO:
         for s in self.slos:
@@ -574,6 +576,7 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
     detectors: dict[str, dict[str, Any]] = {}
     if "detectors" in top:
         detectors = v.detectors(top["detectors"], top.key_lines["detectors"])
+    gate = _gate_settings(v, top["gate"], top.key_lines["gate"]) if "gate" in top else {}
     slos: list[SLO] = []
     raw_slos = top.get("slos")
     if "slos" not in top:
@@ -619,7 +622,56 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
             if sel is not None:
                 slos.append(SLO(name, sel, objs, reg, str(desc), s.line))
     _raise(v)
-    return Spec(tuple(slos), detectors, path, 1)
+    return Spec(tuple(slos), detectors, path, 1, gate)
+
+
+#: `gate:` keys -> kind of value: str (non-empty text), path (relative to the spec's folder),
+#: url, route (starts with /), int (>= 1), seconds (a duration: 10s, 500ms, or a number of s)
+GATE_KEYS = {
+    "locustfile": "path", "baseline_cmd": "str", "candidate_cmd": "str",
+    "baseline_url": "url", "candidate_url": "url", "health": "route", "users": "int",
+    "duration": "seconds", "slice": "seconds", "warmup": "seconds", "otlp_port": "int",
+}
+
+
+def _gate_settings(v: _Validator, raw: Any, line: int) -> dict[str, Any]:
+    """The `gate:` mapping: `slo gate` settings for a repository, validated like the rest.
+
+    Paths are made relative to the spec's folder, so `slo gate` works from anywhere.
+    """
+    m = v.mapping(raw, line, "gate")
+    if m is None:
+        return {}
+    v.unknown_keys(m, tuple(GATE_KEYS), "gate")
+    out: dict[str, Any] = {}
+    for key, value in m.items():
+        kind, at = GATE_KEYS.get(key), m.key_lines[key]
+        if kind is None:
+            continue
+        if kind in ("str", "path", "url", "route"):
+            if not isinstance(value, str) or not value.strip():
+                v.err(at, f"gate {key}: expected a non-empty string, got {_describe(value)}")
+            elif kind == "url" and not value.startswith(("http://", "https://")):
+                v.err(at, f"gate {key}: expected an http(s) URL, got {value!r}")
+            elif kind == "route" and not value.startswith("/"):
+                v.err(at, f"gate {key}: expected a path starting with '/', got {value!r}")
+            elif kind == "path":
+                out[key] = str(Path(v.path).parent / value) if v.path != "<spec>" else value
+            else:
+                out[key] = value
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                v.err(at, f"gate {key}: expected a whole number >= 1, got {_describe(value)}")
+            else:
+                out[key] = value
+        else:
+            ms = parse_duration_ms(value) if not isinstance(value, int | float) else value * 1000
+            if ms is None or isinstance(value, bool) or ms <= 0:
+                v.err(at, f"gate {key}: expected a duration such as 10s or 500ms, "
+                      f"got {_describe(value)}")
+            else:
+                out[key] = ms / 1000.0
+    return out
 
 
 def _raise(v: _Validator) -> None:

@@ -41,6 +41,8 @@ from slo.spans import SCHEMA
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
+#: the run of spans that carry no run id (the collector's default `--run-id`)
+UNLABELLED = ""
 
 
 @dataclass(frozen=True)
@@ -189,8 +191,13 @@ class SpanStore:
         *,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        adopt: bool = True,
     ) -> pa.Table:
-        """Spans of the runs (None: the latest run) that start inside [start_ns, end_ns)."""
+        """Spans of the runs (None: the latest run) that start inside [start_ns, end_ns).
+
+        `adopt`: spans without a run id (services that copy no baggage, e.g. zero-code
+        auto-instrumentation) join the run of their trace; see `_adopt_unlabelled`.
+        """
         self._check_exists()
         if run_ids is None:
             latest = self.latest_run_id()
@@ -208,11 +215,38 @@ class SpanStore:
                 f"run {', '.join(map(repr, unknown))} is not in span store {self.path} "
                 f"(known runs: {names})"
             )
+        if adopt and UNLABELLED not in wanted:
+            t = self._adopt_unlabelled(t)
         if start_ns is not None:
             t = t.filter(pc.greater_equal(t["start_ns"], start_ns))
         if end_ns is not None:
             t = t.filter(pc.less(t["start_ns"], end_ns))
         return t
+
+    def _adopt_unlabelled(self, t: pa.Table) -> pa.Table:
+        """Add the unlabelled spans whose trace belongs to a run in `t`, relabelled to that run.
+
+        A span belongs to the run of its trace: the load generator's client span (and any
+        service that copies the baggage) carries the run id, so a service that copies nothing
+        is still counted, exactly, however its spans interleave in time with another run's
+        (both sides of a gate run at once). Done at read time, so the order in which the
+        spans arrived does not matter.
+        """
+        if not t.num_rows:
+            return t
+        orphans = self._load({UNLABELLED}, None)
+        if not orphans.num_rows:
+            return t
+        traces = t.group_by("trace_id").aggregate([("run_id", "min")])
+        keys = traces["trace_id"].combine_chunks()
+        idx = pc.index_in(orphans["trace_id"], value_set=keys)
+        keep = pc.is_valid(idx)
+        if not pc.any(keep).as_py():
+            return t
+        adopted = orphans.filter(keep)
+        runs = pc.take(traces["run_id_min"], idx.filter(keep))
+        adopted = adopted.set_column(adopted.schema.get_field_index("run_id"), "run_id", runs)
+        return pa.concat_tables([t, adopted.cast(t.schema)])
 
     def sql(self, query: str, run_ids: str | list[str] | None = None) -> pa.Table:
         """DuckDB SQL over the spans (as table `spans`) of the given runs, as an Arrow table."""

@@ -166,8 +166,8 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
     """Check one run against the SLO spec (and a baseline); exit 1 if anything fails."""
     from slo.baseline import build_baseline, load_baseline
     from slo.baseline import save_baseline as save
-    from slo.check import run_check
-    from slo.report import print_report, strict_json, to_markdown, write_reports
+    from slo.pipeline import judge
+    from slo.report import print_report, strict_json, to_markdown
     from slo.spec import load_spec
 
     if traces and jaeger:
@@ -185,8 +185,9 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
                                 "pick an earlier run")
             bspans, brid, bmeta = source.read(baseline_run)
             baseline = build_baseline(spec, bspans, bmeta, run_id=brid)
-        report = run_check(spec, spans, baseline, meta, run_id=rid)
-        paths = write_reports(report, report_dir)
+        outcome = judge(spec, spans, baseline=baseline, run_meta=meta, run_id=rid,
+                        report_dir=report_dir)
+        report, paths = outcome.report, outcome.paths
         saved = None
         if save_baseline:
             saved = save(build_baseline(spec, spans, meta, run_id=rid), save_baseline)

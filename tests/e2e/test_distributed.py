@@ -119,6 +119,7 @@ def test_master_workers_and_processes_on_the_compose_commands(tmp_path: Path) ->
         # A master runs no users: every request it counted came from the workers' reports.
         meta = SpanStore(store).read_run_meta(report["run_id"])
         assert meta and meta["requests"] > 0, meta
+        assert meta["workers"] == 2, meta
 
         # What Prometheus scrapes (deploy/prometheus.yml's targets) answers with request metrics.
         for host, port, path in _prometheus_targets():
@@ -145,6 +146,8 @@ def test_master_workers_and_processes_on_the_compose_commands(tmp_path: Path) ->
         report = _report(tmp_path / "r2")
         assert report["verdict"] == "pass", [r for r in report["results"] if r["status"] != "pass"]
         assert all(r["samples"] > 0 for r in report["results"] if r["objective"] == "error_rate")
+        meta = SpanStore(store).read_run_meta(report["run_id"])
+        assert meta and meta["workers"] == 2, meta  # --processes 2: two forked workers
 
         # The collector forwarded what it stored to "Jaeger" (its OTLP/HTTP port).
         forwarded = SpanStore(tmp_path / "jaeger-store")

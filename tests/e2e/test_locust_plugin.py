@@ -83,7 +83,7 @@ def _headless(stack: Gate, tmp_path: Path, spec: str, *args: str) -> subprocess.
 
 
 def test_headless_pass_exit_0_with_run_meta(stack: Gate, tmp_path: Path, spec: str) -> None:
-    stack.admin_bugs([])
+    stack.target.admin_bugs([])
     proc = _headless(stack, tmp_path, spec, "--slo-run-id", "plugin-pass")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "reports" / "slo-report.json").read_text())
@@ -100,11 +100,11 @@ def test_headless_pass_exit_0_with_run_meta(stack: Gate, tmp_path: Path, spec: s
 
 
 def test_headless_fail_exit_1(stack: Gate, tmp_path: Path, spec: str) -> None:
-    stack.admin_bugs(["n_plus_one"])
+    stack.target.admin_bugs(["n_plus_one"])
     try:
         proc = _headless(stack, tmp_path, spec)
     finally:
-        stack.admin_bugs([])
+        stack.target.admin_bugs([])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "reports" / "slo-report.json").read_text())
     failing = {(r["slo"], r["objective"]) for r in report["results"] if r["status"] == "fail"}
@@ -124,7 +124,7 @@ def test_web_ui_slo_tab_in_chromium(stack: Gate, tmp_path: Path, spec: str) -> N
     """Start a swarm from Locust's UI, switch n_plus_one on in the SLO tab, see it fail."""
     from playwright.sync_api import expect, sync_playwright
 
-    stack.admin_bugs([])
+    stack.target.admin_bugs([])
     port = free_port()
     env = dict(os.environ, SUT_ADMIN_TOKEN=stack.token)
     proc = subprocess.Popen(
@@ -174,7 +174,7 @@ def test_web_ui_slo_tab_in_chromium(stack: Gate, tmp_path: Path, spec: str) -> N
             finally:
                 browser.close()
     finally:
-        stack.admin_bugs([])
+        stack.target.admin_bugs([])
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(15)

@@ -177,3 +177,44 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     ok = tmp_path / "ok.yaml"
     ok.write_text(_one())
     assert load_spec(ok).path == str(ok)
+
+
+GATE_SPEC = """\
+version: 1
+gate:
+  locustfile: load/locustfile.py
+  baseline_cmd: ./run-main.sh {port}
+  candidate_cmd: ./run-pr.sh {port}
+  health: /healthz
+  users: 6
+  duration: 10s
+  slice: 500ms
+slos:
+  - name: a
+    select: {service: s, span: x}
+    objectives: {latency_p95: 100ms}
+"""
+
+
+def test_gate_settings_live_in_the_spec(tmp_path) -> None:
+    path = tmp_path / "repo" / "slo.yaml"
+    path.parent.mkdir()
+    path.write_text(GATE_SPEC)
+    gate = load_spec(path).gate
+    assert gate["locustfile"] == str(path.parent / "load" / "locustfile.py")
+    assert gate["baseline_cmd"] == "./run-main.sh {port}"
+    assert (gate["health"], gate["users"], gate["duration"], gate["slice"]) == ("/healthz", 6, 10.0, 0.5)
+    assert parse_spec("version: 1\n" + GATE_SPEC.split("  slice: 500ms\n")[1]).gate == {}
+
+
+def test_gate_settings_mistakes_name_file_and_line() -> None:
+    bad = (GATE_SPEC.replace("users: 6", "users: many").replace("health: /healthz", "health: healthz")
+           .replace("slice: 500ms", "slices: 1s"))
+    with pytest.raises(SpecError) as e:
+        parse_spec(bad, "slo.yaml")
+    msg = str(e.value)
+    assert "slo.yaml:6: gate health: expected a path starting with '/'" in msg
+    assert "slo.yaml:7: gate users: expected a whole number >= 1, got 'many'" in msg
+    assert "slo.yaml:9: unknown key 'slices' in gate (did you mean 'slice'?)" in msg
+    with pytest.raises(SpecError, match=r"slo.yaml:2: gate must be a mapping"):
+        parse_spec("version: 1\ngate: [1]\n" + GATE_SPEC.split("  slice: 500ms\n")[1], "slo.yaml")

@@ -166,3 +166,29 @@ def test_failed_append_never_hides_later_spans(tmp_path):
     w.close()
     t = SpanStore(tmp_path).read("r")
     assert t.num_rows == 9 and not list((tmp_path / "wal").glob("*.arrows"))
+
+
+def test_unlabelled_spans_join_the_run_of_their_trace(tmp_path):
+    """Zero-code-instrumented services copy no run id: their spans land in the unlabelled run
+    and belong to the run whose client span shares their trace, whatever arrived first."""
+    w = StoreWriter(tmp_path)
+
+    def row(trace: int, span: int, run_id: str):
+        return make_row(trace_id=f"{trace:032x}", span_id=f"{span:016x}", name=f"s{span}",
+                        start_ns=1_000 + span, end_ns=2_000 + span, run_id=run_id)
+
+    # service spans first (unlabelled), interleaved in time across two runs, then the clients
+    w.append(table_from_rows([row(1, 11, ""), row(2, 21, ""), row(1, 12, ""), row(3, 31, "")]))
+    w.append(table_from_rows([row(1, 10, "base"), row(2, 20, "cand")]))
+    s = SpanStore(tmp_path)
+    base = s.read("base")
+    assert sorted(base["span_id"].to_pylist()) == [f"{i:016x}" for i in (10, 11, 12)]
+    assert set(base["run_id"].to_pylist()) == {"base"}
+    cand = s.read(["base", "cand"])
+    by_run = {r: sorted(s for s, rr in zip(cand["span_id"].to_pylist(), cand["run_id"].to_pylist(),
+                                           strict=True) if rr == r) for r in ("base", "cand")}
+    assert by_run["cand"] == [f"{i:016x}" for i in (20, 21)]
+    assert s.read("base", adopt=False).num_rows == 1
+    # trace 3 has no labelled span: it stays in the unlabelled run only
+    assert s.read("").num_rows == 4
+    w.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slo.errors import SloError
-from slo.gate import resolve_spec_path, summary_text, wait_for_spans
+from slo.pipeline import check_store_run, resolve_spec_path, summary_text
 
 __all__ = ["final_check", "evaluate_window", "resolve_spec_path", "rows_of"]
 
@@ -32,27 +32,18 @@ def final_check(
 ) -> tuple[int, str]:
     """Check one finished run: (exit code, text to print). Never raises for a bad input."""
     try:
-        from slo.baseline import load_baseline
-        from slo.check import run_check
-        from slo.report import write_reports
-        from slo.spec import load_spec
-        from slo.store import SpanStore
-
-        spec = load_spec(spec_path)
-        store = SpanStore(Path(store_path))
-        if meta is not None:
-            store.write_run_meta(run_id, meta)
-        wait_for_spans(store, [run_id], expected_roots=expected_roots, settle=settle, sleep=wait)
-        spans = store.read([run_id])
-        baseline = load_baseline(baseline_path) if baseline_path else None
-        report = run_check(spec, spans, baseline=baseline, run_meta=store.read_run_meta(run_id))
-        write_reports(report, report_dir)
+        outcome = check_store_run(
+            spec_path=spec_path, store_path=store_path, run_id=run_id, meta=meta,
+            baseline_path=baseline_path, report_dir=report_dir, settle=settle,
+            expected_roots=expected_roots, sleep=wait,
+        )
     except SloError as e:
         return 2, f"SLO check could not run: {e}"
     except ImportError as e:
         return 2, f"SLO check could not run: the slo library is incomplete ({e})"
     except Exception as e:  # noqa: BLE001 - a crash in the check is "could not run", not "fail"
         return 2, f"SLO check crashed: {type(e).__name__}: {e}"
+    report = outcome.report
     code = 0 if report.get("verdict") == "pass" else 1
     return code, _table(report) + summary_text(report, report_dir)
 

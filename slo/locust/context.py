@@ -1,7 +1,8 @@
 """Trace context for load-test requests: the run id and the W3C headers every request carries.
 
 Locust's `--otel` only instruments requests/urllib3 (HttpUser); FastHttpUser sends nothing, so
-the journeys set `traceparent` and `baggage` themselves, with the OTel API's propagators. Each
+the plugin's request hook (`slo.locust.hooks`) sets `traceparent` and `baggage` on every request
+of both clients, with the OTel API's propagators. Each
 request is a client span of service `locust` (exported over OTLP when an endpoint is set, as
 an instrumented client would): without it every trace's entry span would name a parent that
 never arrives, which is exactly what a broken trace looks like to the checker. The run id lives here, in one holder
@@ -20,6 +21,8 @@ import time
 import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
+
+from slo.slicefile import parse_slice
 
 BAGGAGE_KEY = "slo.run_id"
 
@@ -41,41 +44,55 @@ def baggage(run_id: str) -> str:
 
 
 class RunContext:
-    """The current run id of this process, optionally followed from a file.
+    """The current run id (and target host) of this process, optionally followed from a file.
 
     `run_id_file`: when set, the id is re-read from that file at most every `poll` seconds
     (cheap: one small read per poll). `slo gate` uses it to move the load from one slice to the
-    next without restarting Locust. An empty file means "between slices": requests then carry
-    no run id, and the gate never reads them, so requests in flight at a switch are dropped.
+    next without restarting Locust. The file holds either the bare run id or a JSON object
+    `{"run_id": ..., "host": ...}`: with a host, requests meant for Locust's `--host` go to
+    that base URL instead (the gate alternates between a baseline and a candidate deployment).
+    An empty run id means "between slices": requests then carry no run id, and the gate never
+    reads them, so requests in flight at a switch are dropped.
     """
 
     def __init__(self, run_id: str = "", run_id_file: str | None = None, poll: float = 0.05):
         self._run_id = run_id
+        self._host = ""
         self.run_id_file = run_id_file
         self.poll = poll
         self._checked = -1e9
         self._lock = threading.Lock()
 
-    @property
-    def run_id(self) -> str:
+    def _maybe_refresh(self) -> None:
         if self.run_id_file:
             now = time.monotonic()
             if now - self._checked >= self.poll:
                 self._refresh(now)
+
+    @property
+    def run_id(self) -> str:
+        self._maybe_refresh()
         return self._run_id
 
     @run_id.setter
     def run_id(self, value: str) -> None:
         self._run_id = value
 
+    @property
+    def host(self) -> str:
+        """The base URL the current slice's requests go to ('' = Locust's own --host)."""
+        self._maybe_refresh()
+        return self._host
+
     def _refresh(self, now: float) -> None:
         with self._lock:
             self._checked = now
             try:
                 with open(self.run_id_file, encoding="utf-8") as f:  # type: ignore[arg-type]
-                    self._run_id = f.read().strip()
+                    text = f.read().strip()
             except OSError:
-                pass  # being replaced right now: keep the previous id one more poll
+                return  # being replaced right now: keep the previous id one more poll
+            self._run_id, self._host = parse_slice(text)
 
     def headers(self) -> dict[str, str]:
         """Headers for one request: a new trace, and the run id as baggage (if any)."""
@@ -109,6 +126,12 @@ class ClientTracer:
         self.endpoint = "" if endpoint.lower() in ("", "none", "off") else endpoint.rstrip("/")
         self._pid = 0
 
+    def preload(self) -> None:
+        """Import the SDK and exporter now, not in the first request (seconds, blocking gevent)."""
+        if self.endpoint:
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+            import opentelemetry.sdk.trace.export  # noqa: F401
+
     def _ensure(self) -> Any:
         if self._pid == os.getpid():
             return self._tracer
@@ -129,7 +152,7 @@ class ClientTracer:
                 max_export_batch_size=512,
             )
         )
-        self._tracer = self._provider.get_tracer("loadtests")
+        self._tracer = self._provider.get_tracer("slo.locust")
         return self._tracer
 
     def start(self, name: str, method: str, url: str) -> tuple[Any, dict[str, str]]:

@@ -1,6 +1,9 @@
 """The Locust SLO plugin: run id, run metadata, the final check and exit code, the SLO tab.
 
-Imported by `loadtests/locustfile.py` (importing it registers the listeners). Roles:
+Any Locust file gets it with one line, `import slo.locust.plugin  # noqa: F401`, or unchanged
+with `locust -f theirs.py,<path of slo/locust/slo_plugin.py>` (what `slo gate` does); importing
+it registers the listeners and wraps both HTTP clients so every request carries the trace
+context and the run id (`slo.locust.hooks`). Roles:
 
 - every process: `test_start` sets the run id that users put in `baggage` (the master makes it
   and Locust forwards it to workers inside the spawn message's parsed options);
@@ -33,13 +36,15 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from loadtests import live
-from loadtests.context import CURRENT, TRACER, new_run_id
+from slo.locust import hooks, live
+from slo.locust.context import CURRENT, TRACER, new_run_id
 
 log = logging.getLogger("slo")
 
 #: per-process plugin state (one Locust environment per process)
 STATE: dict[str, Any] = {}
+
+hooks.install()
 
 
 @events.init_command_line_parser.add_listener
@@ -142,21 +147,40 @@ def _on_init(environment: Any, **_kw: Any) -> None:
     if run_id_file:
         CURRENT.run_id_file = run_id_file
     TRACER.configure(str(_opt(environment, "slo_otlp_endpoint", "") or ""))
+    TRACER.preload()
     if isinstance(environment.runner, WorkerRunner):
+        _refresh_loop_clock()
         return
     STATE.clear()
     STATE.update(runs=[], peak_users=0, final=None, exit_code=None)
     if not _opt(environment, "slo_no_check", False):
         _validate_spec(environment)
     if environment.web_ui is not None:
-        from loadtests import web  # only where there is a web UI to extend
+        from slo.locust import web  # only where there is a web UI to extend
 
         web.install(environment, STATE)
+    _refresh_loop_clock()
+
+
+def _refresh_loop_clock() -> None:
+    """Make gevent's loop read the clock again before Locust arms `--run-time`.
+
+    The loop caches "now" and has not run since `import locust`; everything after (loading
+    the Locust files, this plugin's imports, validating the spec) is seconds on a busy box,
+    and Locust's run-time timer is armed relative to that stale time: a `-t 3s` test would
+    stop after one second.
+    """
+    gevent.get_hub().loop.update_now()
 
 
 @events.spawning_complete.add_listener
 def _on_spawned(user_count: int, **_kw: Any) -> None:
     STATE["peak_users"] = max(STATE.get("peak_users", 0), user_count)
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, **_kw: Any) -> None:
+    STATE.setdefault("worker_ids", set()).add(client_id)
 
 
 @events.test_start.add_listener
@@ -173,6 +197,7 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     CURRENT.run_id = run_id
     STATE.setdefault("runs", []).append({"run_id": run_id, "start_ns": time.time_ns(), "end_ns": None})
     STATE["peak_users"] = 0
+    STATE["worker_ids"] = set()
     log.info("SLO run id: %s", run_id)
 
 
@@ -219,7 +244,10 @@ def _run_meta(environment: Any, run: dict[str, Any]) -> dict[str, Any]:
         "end_ns": end_ns,
         **load,
         "load": load,
-        "workers": len(environment.runner.clients) if isinstance(environment.runner, MasterRunner) else 0,
+        # workers that reported during the run (at `quitting` they may have disconnected)
+        "workers": max(len(STATE.get("worker_ids") or ()),
+                       len(environment.runner.clients)
+                       if isinstance(environment.runner, MasterRunner) else 0),
     }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import gevent
 from flask import Blueprint, Response, jsonify, request
 
-from loadtests import catalog, live
+from slo.locust import live
 
 log = logging.getLogger("slo")
 
@@ -89,7 +89,7 @@ def install(environment: Any, state: dict[str, Any]) -> None:
     @bp.route("/api/bugs", methods=["GET", "POST"])
     @auth
     def bugs() -> Response:
-        urls = catalog.service_urls(environment.host or catalog.DEFAULT_HOST)
+        urls = _sut_urls(environment.host)
         token = option("slo_admin_token", "")
         if request.method == "GET":
             code, body = _admin(urls["order-service"], token, None)
@@ -158,6 +158,15 @@ def install(environment: Any, state: dict[str, Any]) -> None:
         return response
 
     gevent.spawn(_evaluator, environment, state, live_state)
+
+
+def _sut_urls(host: str | None) -> dict[str, str]:
+    """The bundled SUT's service URLs (bug switches are the SUT's; any other system has none)."""
+    try:
+        from loadtests import catalog
+    except ImportError:
+        return {"order-service": (host or "http://127.0.0.1:8080").rstrip("/")}
+    return catalog.service_urls(host or catalog.DEFAULT_HOST)
 
 
 def _admin(url: str, token: str, change: dict[str, Any] | None) -> tuple[int, Any]:

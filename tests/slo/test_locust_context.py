@@ -1,14 +1,18 @@
-"""Run ids, trace headers and id sampling of the load tests (no Locust import: no gevent here)."""
+"""Run ids, the slice file and trace headers of the Locust plugin (no Locust import: no gevent)."""
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from pathlib import Path
 
-from loadtests import catalog
-from loadtests.context import ClientTracer, RunContext, baggage, new_run_id, traceparent
+from slo.locust.context import (
+    ClientTracer,
+    RunContext,
+    baggage,
+    new_run_id,
+    traceparent,
+)
+from slo.slicefile import parse_slice, slice_text
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 
@@ -87,29 +91,13 @@ def test_client_tracer_records_client_span_as_parent(tmp_path: Path) -> None:
     tracer._provider.shutdown()
 
 
-def test_service_urls_follow_the_sut_port_offsets(monkeypatch) -> None:
-    monkeypatch.delenv("SUT_PROMOTION_URL", raising=False)
-    monkeypatch.setenv("SUT_USER_URL", "http://users.internal:9000/")
-    urls = catalog.service_urls("http://127.0.0.1:8080/")
-    assert urls["order-service"] == "http://127.0.0.1:8080"
-    assert urls["inventory-service"] == "http://127.0.0.1:8083"
-    assert urls["promotion-service"] == "http://127.0.0.1:8084"
-    assert urls["user-service"] == "http://users.internal:9000"
-
-
-def test_product_ids_favour_the_popular_head() -> None:
-    rng = random.Random(1)
-    hot = catalog.SIZES["hot_products"]
-    draws = [i for _ in range(2000) for i in catalog.product_ids(rng, 2)]
-    assert all(1 <= i <= catalog.SIZES["products"] for i in draws)
-    share = sum(1 for i in draws if i <= hot) / len(draws)
-    assert 0.75 < share < 0.95  # mostly the popular head, and a steady long tail
-    assert len(set(catalog.product_ids(rng, 4))) == 4
-
-
-def test_ids_stay_in_the_seeded_ranges() -> None:
-    rng = random.Random(2)
-    for _ in range(1000):
-        assert 1 <= catalog.order_id(rng) <= catalog.SIZES["orders"]
-        assert 1 <= catalog.user_id(rng) <= catalog.SIZES["users"]
-    time.sleep(0)
+def test_slice_file_may_name_the_host_of_the_slice(tmp_path: Path) -> None:
+    f = tmp_path / "run-id"
+    f.write_text(slice_text("g-b00", "http://127.0.0.1:9001/"))
+    ctx = RunContext(run_id_file=str(f), poll=0.0)
+    assert (ctx.run_id, ctx.host) == ("g-b00", "http://127.0.0.1:9001")
+    f.write_text(slice_text("g-c01", "http://127.0.0.1:9002"))
+    assert (ctx.run_id, ctx.host) == ("g-c01", "http://127.0.0.1:9002")
+    f.write_text(slice_text(""))
+    assert (ctx.run_id, ctx.host) == ("", "")
+    assert parse_slice("plain-id") == ("plain-id", "")

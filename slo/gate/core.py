@@ -1,0 +1,496 @@
+"""`slo gate`: the whole CI job in one command, trustworthy on a noisy shared machine.
+
+It starts a fresh span store and the collector, brings up a target with a baseline and a
+candidate side (`slo.gate.sut`, `.commands`, `.urls`), drives them with ONE Locust process
+(a subprocess: Locust monkey-patches with gevent, so it never enters this process), and
+checks the candidate against the baseline.
+
+Why slices: on a shared 2-core box the machine's speed drifts by tens of percent within a
+minute. A baseline phase followed by a candidate phase would compare two different machines.
+So the gate interleaves short baseline and candidate slices in ABBA order (B C C B B C ...),
+and at every boundary writes the slice's run id (and, for two deployments, the side's base
+URL) into a file Locust's users poll; the target switches sides in the gap before each
+slice (the SUT flips its bugs; two deployments just both keep running). Each slice has its own
+run id; the slices of a side are merged before the check, so both sides saw the same noise
+and the regression test compares like with like. Between slices requests carry no run id for
+a short gap, so no request straddles a switch.
+
+Every process it starts runs in its own process group and is stopped on success, failure,
+Ctrl-C and SIGTERM; a process that dies mid-gate ends it with exit 2 and its last lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import slo
+from slo.errors import SloError
+from slo.gate.base import SIDES, Target
+from slo.gate.procs import (
+    GateError,
+    Proc,
+    install_signal_handlers,
+    port_open,
+    python_cmd,
+    restore_signal_handlers,
+)
+from slo.pipeline import summary_text, wait_for_spans
+from slo.ports import free_port
+from slo.slicefile import write_slice
+
+#: the Locust file that only loads the SLO plugin, given beside the user's (`-f theirs,this`)
+PLUGIN_LOCUSTFILE = Path(slo.__file__).parent / "locust" / "slo_plugin.py"
+
+
+@dataclass
+class GateConfig:
+    bugs: list[str] = field(default_factory=list)
+    duration: float = 12.0  # seconds of load per side (baseline, candidate)
+    users: int = 8
+    baseline_file: str | None = None
+    keep: bool = False
+    report_dir: str = "reports"
+    spec: str | None = None
+    db: str | None = None
+    cache: str | None = None
+    slice_seconds: float = 1.0
+    warmup: float = 3.0
+    gap: float = 0.2  # no-run-id gap at each slice boundary (side switch + drain in-flight)
+    workdir: str | None = None
+    sut_workers: int | None = None
+    locust_processes: int = 1  # > 1: Locust's --processes; each process re-reads the slice file
+    locustfile: str | None = None  # default: the target's own (the SUT's journeys)
+    baseline_cmd: str | None = None
+    candidate_cmd: str | None = None
+    baseline_url: str | None = None
+    candidate_url: str | None = None
+    health: str = "/"
+    start_timeout: float = 60.0  # seconds for a side to answer its health check
+    otlp_port: int | None = None  # default: free port; 4318 in the URL mode
+    otlp_host: str = "127.0.0.1"
+
+
+def make_target(c: GateConfig) -> Target:
+    """The target the flags describe; a contradictory combination is a GateError (exit 2)."""
+    cmds = (c.baseline_cmd, c.candidate_cmd)
+    urls = (c.baseline_url, c.candidate_url)
+    if any(cmds) and any(urls):
+        raise GateError("give either --baseline-cmd/--candidate-cmd or "
+                        "--baseline-url/--candidate-url, not both")
+    for pair, names in ((cmds, "--baseline-cmd and --candidate-cmd"),
+                        (urls, "--baseline-url and --candidate-url")):
+        if any(pair) and not all(pair):
+            raise GateError(f"{names} go together: give both sides")
+    if any(cmds) or any(urls):
+        sut_only = [n for n, v in (("--bugs", c.bugs), ("--db", c.db), ("--cache", c.cache)) if v]
+        if sut_only:
+            raise GateError(f"{', '.join(sut_only)} only apply to the bundled SUT "
+                            "(no --baseline-cmd/--baseline-url)")
+    if all(cmds):
+        from slo.gate.commands import CommandsTarget
+
+        return CommandsTarget(c.baseline_cmd or "", c.candidate_cmd or "", c.health,
+                              c.start_timeout)
+    if all(urls):
+        from slo.gate.urls import UrlsTarget
+
+        return UrlsTarget(c.baseline_url or "", c.candidate_url or "", c.health, c.start_timeout)
+    from slo.gate.sut import SutTarget
+
+    return SutTarget(c.bugs, c.db, c.cache, c.sut_workers)
+
+
+def plan_slices(duration: float, slice_seconds: float, with_baseline: bool) -> list[str]:
+    """The sides of the slices in order: ABBA interleaving (B C C B B C ...) of equal counts."""
+    n = max(1, math.ceil(duration / slice_seconds - 1e-9))
+    if not with_baseline:
+        return ["candidate"] * n
+    order: list[str] = []
+    for i in range(n):
+        order += ["baseline", "candidate"] if i % 2 == 0 else ["candidate", "baseline"]
+    return order
+
+
+class Gate:
+    """One gate run. `run()` returns the exit code (0 pass, 1 fail); GateError means 2."""
+
+    def __init__(self, config: GateConfig, out: Callable[[str], None] = print,
+                 target: Target | None = None) -> None:
+        self.c = config
+        self.out = out
+        self.target = target or make_target(config)
+        self.procs: list[Proc] = []
+        self.gate_id = f"gate-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        self.t0 = time.monotonic()
+        self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="slo-gate-"))
+        self.run_id_file = self.workdir / "run-id"
+        self.store_path = self.workdir / "store"
+        self.collector_port = 0
+
+    # -- for tests and tools that start the SUT stack the way the gate does ------------
+    @property
+    def token(self) -> str:
+        return getattr(self.target, "token", "")
+
+    @property
+    def base_port(self) -> int:
+        return getattr(self.target, "base_port", 0)
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector_port}"
+
+    # -- small helpers ----------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        self.out(f"[gate {time.monotonic() - self.t0:5.1f}s] {msg}")
+
+    def set_slice(self, run_id: str, side: str | None = None) -> None:
+        host = self.target.host(side) if side and self.target.separate_hosts else ""
+        write_slice(self.run_id_file, run_id, host)
+
+    def spawn(self, name: str, cmd: list[str] | str, env: dict[str, str], *,
+              cwd: str | os.PathLike | None = None, shell: bool = False) -> Proc:
+        """Start a child in its own process group, output to <workdir>/<name>.log."""
+        log_path = self.workdir / f"{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        try:
+            popen = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True, shell=shell,
+                # ours run in the workdir: a sut/ or slo/ folder in the caller's would shadow
+                cwd=cwd or self.workdir,
+            )
+        except OSError as e:
+            raise GateError(f"could not start {name} ({cmd}): {e}") from e
+        finally:
+            log.close()
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def wait_until(self, what: str, ok: Callable[[], bool], procs: list[Proc], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ok():
+            for p in procs:
+                if not p.alive():
+                    raise GateError(
+                        f"{p.name} exited (code {p.popen.returncode}) before {what} was ready; "
+                        f"its last lines:\n{p.log_tail()}"
+                    )
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in procs)
+                raise GateError(f"{what} not ready after {timeout:.0f} s"
+                                + (f"; last lines:\n{tails}" if tails else ""))
+            time.sleep(0.1)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("OTEL_SDK_DISABLED", None)
+        return env
+
+    # -- phases -------------------------------------------------------------------------
+    def start_collector(self) -> None:
+        self.store_path.mkdir(parents=True, exist_ok=True)
+        if self.c.otlp_port:
+            self.collector_port = self.c.otlp_port
+            if port_open(self.collector_port):
+                raise GateError(f"--otlp-port {self.collector_port} is taken (another "
+                                "collector?); stop it or pick a free port")
+        else:
+            self.collector_port = free_port()
+        grpc_port = free_port()
+        self.say(f"starting collector on :{self.collector_port} (store {self.store_path})")
+        collector = self.spawn(
+            "collector",
+            python_cmd("slo.cli:main") + [
+                "collect", "--store", str(self.store_path), "--port", str(self.collector_port),
+                "--host", self.c.otlp_host, "--grpc-port", str(grpc_port),
+            ],
+            self.env(),
+        )
+        self.wait_until("collector", lambda: port_open(self.collector_port), [collector], 30)
+
+    def start_stack(self) -> None:
+        """The collector, then the target's two sides, ready."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.start_collector()
+        self.target.start(self)
+        self.target.ready(self)
+
+    def locustfile(self) -> str:
+        given = self.c.locustfile or self.target.default_locustfile()
+        if not given:
+            raise GateError("no Locust file: pass --locustfile FILE (or gate: locustfile: in "
+                            "the spec); only the bundled SUT has a default")
+        path = Path(given).resolve()
+        if not path.is_file():
+            raise GateError(f"Locust file {given} does not exist")
+        return str(path)
+
+    def start_locust(self) -> Proc:
+        self.set_slice(f"{self.gate_id}-warmup", "baseline")
+        cmd = [
+            sys.executable, "-P", "-m", "locust", "-f", f"{self.locustfile()},{PLUGIN_LOCUSTFILE}",
+            "--headless", "-u", str(self.c.users), "-r", str(max(1, self.c.users)),
+            "--host", self.target.host("baseline"),
+            "--slo-no-check", "--slo-run-id-file", str(self.run_id_file),
+            "--slo-store", str(self.store_path), "--only-summary",
+            "--slo-otlp-endpoint", self.collector_url,
+            "--loglevel", "WARNING",
+        ]
+        if self.c.locust_processes > 1:
+            # the forked workers dial --master-port while the parent binds --master-bind-port:
+            # away from the default 5557 (gates may run side by side) both must be given
+            port = str(free_port())
+            cmd += ["--processes", str(self.c.locust_processes),
+                    "--master-bind-port", port, "--master-port", port]
+        env = self.env()
+        env.update(self.target.locust_env())
+        return self.spawn("locust", cmd, env)
+
+    def drive(self, locust: Proc) -> dict[str, list[str]]:
+        """Warm up (both sides), then run the slices; returns the run ids per side."""
+        sides = plan_slices(self.c.duration, self.c.slice_seconds, self.c.baseline_file is None)
+        slice_s = self.c.duration / max(1, sides.count("candidate"))
+        per_slice = slice_s + self.c.gap
+        left = self.c.warmup + per_slice * len(sides)
+        self._wait_for_traffic()
+        procs = f" in {self.c.locust_processes} Locust processes" if self.c.locust_processes > 1 else ""
+        self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users{procs} "
+                 f"({left:.0f} s of load left)")
+        self._sleep(self.c.warmup / 2)
+        self.set_slice(f"{self.gate_id}-warmup", "candidate")  # two deployments: warm both
+        self._sleep(self.c.warmup / 2)
+        ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
+        for i, side in enumerate(sides):
+            self.set_slice("")  # gap: requests in flight at the switch carry no run id
+            self.target.switch(side)
+            self._sleep(self.c.gap)
+            run_id = f"{self.gate_id}-{side[0]}{i:02d}"
+            ids[side].append(run_id)
+            self.set_slice(run_id, side)
+            left = per_slice * (len(sides) - i) - self.c.gap
+            n_side = sides[: i + 1].count(side)
+            what = ", ".join(f"{k}: {(','.join(v) or 'none') if isinstance(v, list) else v}"
+                             for k, v in self.target.describe(side).items()
+                             if k in ("bugs", "url"))
+            self.say(
+                f"{side} phase, slice {n_side}/{sides.count(side)}"
+                + (f" ({what})" if what else "") + f", {left:.0f} s of load left"
+            )
+            self._sleep(slice_s)
+        self.set_slice("")
+        return ids
+
+    def _wait_for_traffic(self, timeout: float = 90) -> None:
+        """Slices start only once spans flow end to end (Locust -> target -> collector -> store).
+
+        On a loaded machine Locust alone can take seconds to start; a slice timed from its
+        launch would otherwise be empty.
+        """
+        from slo.store import SpanStore
+
+        store = SpanStore(self.store_path)
+        warmup_id = f"{self.gate_id}-warmup"
+
+        def flowing() -> bool:
+            try:
+                return any(r.run_id == warmup_id and r.spans > 0 for r in store.runs())
+            except SloError:
+                return False
+
+        self.wait_until("traffic (locust -> target -> collector)", flowing, list(self.procs),
+                        timeout)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but end the gate (exit 2) as soon as any of our processes dies."""
+        deadline = time.monotonic() + seconds
+        while (now := time.monotonic()) < deadline:
+            for p in self.procs:
+                if not p.alive():
+                    raise GateError(f"{p.name} exited during the gate (code "
+                                    f"{p.popen.returncode}); its last lines:\n{p.log_tail()}")
+            time.sleep(min(0.1, deadline - now))
+
+    def spec_path(self) -> str:
+        """--spec, else ./slo.yaml, else the target's default (the SUT's embedded spec)."""
+        if self.c.spec:
+            return self.c.spec
+        if Path("slo.yaml").is_file():
+            return "slo.yaml"
+        default = self.target.default_spec()
+        if default is None:
+            raise GateError("no SLO spec: pass --spec FILE or put slo.yaml in this directory")
+        return default
+
+    def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
+        from slo.baseline import build_baseline, load_baseline, save_baseline
+        from slo.pipeline import judge
+        from slo.spec import load_spec
+        from slo.store import SpanStore
+
+        spec = load_spec(self.spec_path())
+        store = SpanStore(self.store_path)
+        all_ids = ids["baseline"] + ids["candidate"]
+        self.say("waiting for the last spans")
+        wait_for_spans(store, all_ids, settle=1.0, timeout=20)
+        known = {r.run_id for r in store.runs()}
+        for side in SIDES:
+            missing = [i for i in ids[side] if i not in known]
+            ids[side] = [i for i in ids[side] if i in known]
+            if missing:
+                self.say(f"{len(missing)} {side} slice(s) without spans: {', '.join(missing)}")
+            if not ids[side] and (side == "candidate" or not self.c.baseline_file):
+                raise GateError(f"no spans arrived for the {side} phase; see the logs with --keep")
+        merged_b = f"{self.gate_id}-baseline"
+        merged_c = f"{self.gate_id}-candidate"
+        # store.read joins the spans of services that copy no run id to their trace's slice
+        cand = _relabel(store.read(ids["candidate"]), merged_c)
+        cmeta = _merged_meta(merged_c, cand, self.c.users, load_seconds["candidate"],
+                             self.target.describe("candidate").get("bugs", []))
+        store.write_run_meta(merged_c, cmeta)
+        if self.c.baseline_file:
+            baseline = load_baseline(self.c.baseline_file)
+        else:
+            base = _relabel(store.read(ids["baseline"]), merged_b)
+            bmeta = _merged_meta(merged_b, base, self.c.users, load_seconds["baseline"],
+                                 self.target.describe("baseline").get("bugs", []))
+            store.write_run_meta(merged_b, bmeta)
+            baseline = build_baseline(spec, base, run_meta=bmeta)
+        self.say("checking candidate against baseline")
+        gate_info = {
+            "gate_id": self.gate_id, "target": self.target.kind,
+            "sides": {s: self.target.describe(s) for s in SIDES},
+            "bugs": list(self.c.bugs), "users": self.c.users,
+            "locust_processes": self.c.locust_processes,
+            "duration_s": self.c.duration, "slices": ids,
+            "wall_s": round(time.monotonic() - self.t0, 1),
+        }
+        outcome = judge(spec, cand, baseline=baseline, run_meta=cmeta,
+                        report_dir=self.c.report_dir, extra={"gate": gate_info})
+        if not self.c.baseline_file:
+            save_baseline(baseline, Path(self.c.report_dir) / "baseline.json")
+        self.out(summary_text(outcome.report, self.c.report_dir))
+        return outcome.code
+
+    def run(self) -> int:
+        previous = install_signal_handlers()
+        try:
+            _preload_check()  # imported now, not in the gap after the load (slow on a busy box)
+            self.spec_path()  # no spec is exit 2 before anything starts
+            self.locustfile()  # nor a missing Locust file
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.start_collector()
+            self.target.start(self)
+            if self.target.separate_hosts:
+                # Locust starts while the deployments do (seconds each on a busy box); until
+                # they answer, its requests fail fast and belong to no slice
+                locust = self.start_locust()
+                self.target.ready(self)
+            else:
+                self.target.ready(self)
+                locust = self.start_locust()
+            t_start = time.monotonic()
+            ids = self.drive(locust)
+            per_side = {
+                "candidate": self.c.duration,
+                "baseline": self.c.duration if ids["baseline"] else 0.0,
+            }
+            self.say(f"load done in {time.monotonic() - t_start:.0f} s; stopping locust")
+            # no request carries a slice id any more: Locust can stop while we check
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(locust.popen.pid, signal.SIGTERM)
+            try:
+                code = self.check(ids, per_side)
+            except SloError:
+                raise
+            except Exception as e:  # a bug in the check must not look like a failed build
+                raise GateError(f"the check crashed: {type(e).__name__}: {e}") from e
+            self.say(f"done in {time.monotonic() - self.t0:.0f} s, exit {code}")
+            return code
+        finally:
+            self.shutdown()
+            restore_signal_handlers(previous)
+
+    def shutdown(self) -> None:
+        """Stop what we started: SIGTERM every group at once, then SIGKILL what lingers.
+
+        A second Ctrl-C while this runs is ignored: half a clean-up would leave processes.
+        """
+        ignored = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):
+                ignored[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            keep = self.c.keep
+            stopping = [p for p in self.procs if not (keep and p.name != "locust")]
+            for p in stopping:
+                p.terminate()
+            deadline = time.monotonic() + 10
+            for p in stopping:
+                p.stop(timeout=max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(SloError):
+                self.target.stop()
+        finally:
+            restore_signal_handlers(ignored)
+        if keep:
+            alive = [p for p in self.procs if p.alive()]
+            for p in alive:
+                self.out(f"kept {p.name} (pid {p.popen.pid}; stop with: kill -- -{p.popen.pid})")
+            sides = ", ".join(f"{s} {self.target.host(s)}" for s in SIDES)
+            self.out(f"kept: {sides}" + (f" (token {self.token})" if self.token else "")
+                     + f", collector {self.collector_url}, store {self.store_path}")
+        elif self.c.workdir is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _relabel(table: Any, run_id: str) -> Any:
+    """Slices of one side merged into one run: same spans, one run id."""
+    import pyarrow as pa
+
+    idx = table.schema.get_field_index("run_id")
+    return table.set_column(idx, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
+
+
+def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list[str]) -> dict:
+    import pyarrow.compute as pc
+
+    roots = int(pc.sum(pc.equal(spans["parent_span_id"], "")).as_py() or 0) if spans.num_rows else 0
+    errors = (
+        int(pc.sum(pc.and_(pc.equal(spans["parent_span_id"], ""),
+                           pc.equal(spans["status_code"], 2))).as_py() or 0)
+        if spans.num_rows else 0
+    )
+    start = int(pc.min(spans["start_ns"]).as_py()) if spans.num_rows else 0
+    end = int(pc.max(spans["end_ns"]).as_py()) if spans.num_rows else 0
+    load = {"users": users, "requests": roots, "failures": errors,
+            "rps": round(roots / seconds, 2) if seconds else 0.0}
+    return {"version": 1, "run_id": run_id, "source": "slo gate", "start_ns": start,
+            "end_ns": end, "bugs": bugs, **load, "load": load}
+
+
+def _preload_check() -> None:
+    import slo.baseline  # noqa: F401
+    import slo.check  # noqa: F401
+    import slo.report  # noqa: F401
+    import slo.spec  # noqa: F401
+    import slo.store  # noqa: F401
+
+
+def run_gate(config: GateConfig, out: Callable[[str], None] = print) -> int:
+    """Run the gate; 0 pass, 1 fail. Raises GateError (and other SloError) for exit 2."""
+    return Gate(config, out).run()
