@@ -517,18 +517,21 @@ class Gate:
                 raise GateError(f"no spans arrived for the {side} phase; see the logs with --keep")
         merged_b = f"{self.gate_id}-baseline"
         merged_c = f"{self.gate_id}-candidate"
-        cand = _relabel(store.read(ids["candidate"]), merged_c)
+        raw_c = store.read(ids["candidate"])  # its run_id column: the slice of each span
+        cand = _relabel(raw_c, merged_c)
         cmeta = _merged_meta(merged_c, cand, self.c.users, load_seconds["candidate"], self.c.bugs)
         store.write_run_meta(merged_c, cmeta)
         if self.c.baseline_file:
             baseline = load_baseline(self.c.baseline_file)
         else:
-            base = _relabel(store.read(ids["baseline"]), merged_b)
+            raw_b = store.read(ids["baseline"])
+            base = _relabel(raw_b, merged_b)
             bmeta = _merged_meta(merged_b, base, self.c.users, load_seconds["baseline"], [])
             store.write_run_meta(merged_b, bmeta)
-            baseline = build_baseline(spec, base, run_meta=bmeta)
+            baseline = build_baseline(spec, base, run_meta=bmeta, slices=raw_b["run_id"])
         self.say("checking candidate against baseline")
-        report = run_check(spec, cand, baseline=baseline, run_meta=cmeta)
+        report = run_check(spec, cand, baseline=baseline, run_meta=cmeta,
+                           slices=raw_c["run_id"])
         report["gate"] = {
             "gate_id": self.gate_id, "bugs": list(self.c.bugs), "users": self.c.users,
             "locust_processes": self.c.locust_processes,

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from slo import waterfall_text
 from slo.html_report import render_html
+from slo.stats import interval_text
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
@@ -54,6 +55,24 @@ def fmt_budget(r: dict[str, Any]) -> str:
             return f"+{float(b) * 100:g} pts"
         return f"+{float(b):g}"
     return fmt(b, r.get("unit"))
+
+
+def fmt_change(r: dict[str, Any]) -> str:
+    """A regression's change with its interval and, for latency, what moved:
+    'p90 +883% [+610%, +1,100%], 99%; tail: 12% of requests'."""
+    if r.get("kind") != "regression":
+        return ""
+    text = interval_text(r, r.get("unit") or "")
+    if text and r.get("pattern") and r.get("affected_share") is not None:
+        text += f"; {r['pattern']}: {float(r['affected_share']) * 100:.0f}% of requests"
+    return text
+
+
+def fmt_observed(r: dict[str, Any]) -> str:
+    """The observed value; for a regression also its change (see fmt_change)."""
+    change = fmt_change(r)
+    value = fmt(r.get("observed"), r.get("unit"))
+    return f"{value} ({change})" if change else value
 
 
 def failures(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,7 +121,7 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
     for r in report.get("results", []):
         out.append("| " + " | ".join(_md_cell(x) for x in (
             r["slo"], r["objective"], _ICON.get(r["status"], r["status"]),
-            fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+            fmt_observed(r), fmt_budget(r),
             fmt(r.get("baseline"), r.get("unit")), r.get("samples", 0))) + " |")
     bad = failures(report)
     if bad:
@@ -247,7 +266,7 @@ def print_report(report: dict[str, Any], console: Console | None = None,
     for r in report.get("results", []):
         table.add_row(r["slo"], r["objective"],
                       Text(r["status"], style=_STYLE.get(r["status"], "")),
-                      fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+                      fmt_observed(r), fmt_budget(r),
                       fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
     console.print(table)
     width = max(60, min(console.width or 100, 140))

@@ -11,14 +11,13 @@ from slo.errors import SloError
 def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str]:
     names = [n.strip() for n in (value or "").split(",") if n.strip()]
     try:
-        from sut.bugs import BUGS
+        from sut.bugs import UnknownBug, validate
     except ImportError:  # pragma: no cover - the SUT ships in the same distribution
         return names
-    unknown = [n for n in names if n not in BUGS]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown bug {', '.join(unknown)}; valid bugs: {', '.join(BUGS)}"
-        )
+    try:  # sized bugs too: cpu_regression:10
+        validate(names)
+    except UnknownBug as e:
+        raise click.BadParameter(str(e)) from None
     return names
 
 
