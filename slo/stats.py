@@ -130,7 +130,7 @@ def tail_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | lis
 # degrees of freedom; `bench/sensitivity.py` measures the false alarm rate this yields.
 
 #: Fewest ABBA pairs with requests on both sides before a slice-level comparison is made.
-MIN_PAIRS = 5
+MIN_PAIRS = 4
 #: Bootstrap resamples of pairs for a standard error (0.7 / sqrt(2 * 400) = 3% relative
 #: error of the SE: the t quantile moves more between 11 and 12 degrees of freedom).
 BOOT_REPS = 400
