@@ -36,6 +36,9 @@ from typing import Any
 import numpy as np
 
 SLO = str(Path(sys.executable).with_name("slo"))
+# Run as a script, this folder is first on sys.path, and bench/sut.py would shadow the `sut`
+# package the gate imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 TARGET = ("order-detail", "latency_regression")  # where cpu_regression shows
 
 

@@ -690,7 +690,7 @@ def _intervals(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
         if lo <= lg(rel) <= hi:
             ticks.append({"x": px(rel), "label": f"{rel * 100:+.0f}%" if rel else "0"})
     return {"width": _IV_W, "height": height, "x0": pl, "x1": _IV_W - pr, "y0": pt - 8,
-            "y1": height - pb + 4, "items": items, "ticks": ticks, "zero": px(0.0),
+            "y1": height - pb + 4, "rows": items, "ticks": ticks, "zero": px(0.0),
             "method": str(reg.get("method") or "")}
 
 
