@@ -184,7 +184,10 @@ class BugState:
         with self._lock:
             self._reload()
             new = set(validate(replace)) if replace is not None else set(self._bugs)
-            new = (new | set(enable)) - set(disable)
+            # A sized bug is one bug whatever its size: enabling a size replaces the one on,
+            # disabling by name (with or without a size) switches it off.
+            off = {bug_name(n) for n in [*enable, *disable]}
+            new = {n for n in new if bug_name(n) not in off} | set(enable)
             result = write_state(self.path, new)
             self._reload()
             self._checked = time.monotonic()
