@@ -768,7 +768,7 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
                 "regression" else "",
                 "pattern": (f"{r['pattern']}: {_num(r.get('affected_share')) * 100:.0f}% of "
                             "requests" if r.get("pattern") and r.get("kind") == "regression"
-                            and r.get("unit") == "ms" else ""),
+                            and r.get("unit") == "ms" and status == "fail" else ""),
                 "p_value": (
                     f"{_num(r.get('p_value')):.3g}"
                     if isinstance(r.get("p_value"), Real) and not isinstance(r.get("p_value"), bool)

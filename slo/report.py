@@ -58,12 +58,13 @@ def fmt_budget(r: dict[str, Any]) -> str:
 
 
 def fmt_change(r: dict[str, Any]) -> str:
-    """A regression's change with its interval and, for latency, what moved:
-    'p90 +883% [+610%, +1,100%], 99%; tail: 12% of requests'."""
+    """A regression's change with its interval and, for a latency regression that fails,
+    what moved: 'p90 +883% [+610%, +1,100%], 99%; tail: 12% of requests'."""
     if r.get("kind") != "regression":
         return ""
     text = interval_text(r, r.get("unit") or "")
-    if text and r.get("pattern") and r.get("affected_share") is not None:
+    if text and r.get("status") == "fail" and r.get("pattern") \
+            and r.get("affected_share") is not None:
         text += f"; {r['pattern']}: {float(r['affected_share']) * 100:.0f}% of requests"
     return text
 
