@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -93,8 +94,7 @@ def slice_table(store_path: Path) -> tuple[Any, list[dict[str, Any]], list[str]]
 
     spec = load_spec(embedded_spec_path())
     store = SpanStore(store_path)
-    ids = [r.run_id for r in store.runs() if r.run_id and r.run_id[-3] in "bc"
-           and r.run_id[-2:].isdigit()]
+    ids = [r.run_id for r in store.runs() if r.run_id and re.search(r"-[bc]\d+$", r.run_id)]
     spans = store.read(ids)
     body = summarize_run(spec, spans, "all", slices=spans["run_id"])
     order = sorted(range(len(body["slices"])), key=lambda i: body["slices"][i]["start_ns"])
@@ -187,7 +187,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--long", type=float, default=240.0,
                     help="seconds per side of the long A/A gate (default 240; 0: skip (a))")
-    ap.add_argument("--store", help="reuse the span store of a long A/A gate recorded before")
+    ap.add_argument("--keep", help="a folder for the long A/A gate's files, kept: when it holds "
+                    "a recording already (from an earlier run), that one is reused")
     ap.add_argument("--relabel", type=int, default=1000, help="relabellings (default 1000)")
     ap.add_argument("--window", type=int, default=12,
                     help="pairs per relabelled gate (default 12: a default gate)")
@@ -204,10 +205,13 @@ def main() -> int:
     out: dict[str, Any] = {"args": vars(args)}
     shifts = [float(s) / 100 for s in args.shifts.split(",") if s]
 
-    if args.store or args.long > 0:
+    if args.long > 0:
         with tempfile.TemporaryDirectory(prefix="sens-long-") as tmp:
             t0 = time.monotonic()
-            store = Path(args.store) if args.store else record_long_aa(args.long, Path(tmp))
+            work = Path(args.keep or tmp)
+            store = work / "store"
+            if not store.is_dir():
+                store = record_long_aa(args.long, work)
             spec, (per_slo,), labels = slice_table(store)
             print(f"(a) long A/A gate: {len(labels)} slices ({time.monotonic() - t0:.0f} s)",
                   flush=True)
