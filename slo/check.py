@@ -535,6 +535,13 @@ class _Check:
         return ([values(bsl[i]) for i, _ in self.pairs],
                 [values(csl[j]) for _, j in self.pairs])
 
+    def said_fallback(self, r: dict[str, Any]) -> None:
+        """A gate's check that could not pair slices for this comparison says so."""
+        if self.cand_codes is not None:
+            r["explanation"] += (f" Too few slices to judge by slice pairs (need {MIN_PAIRS} "
+                                 "pairs with requests on both sides, interleaved with the "
+                                 "baseline's): tested request by request.")
+
     def slice_fallback_note(self, base: dict) -> str:
         if self.cand_codes is None or not base.get("slices"):
             return "request-level: the baseline has no interleaved slices"
@@ -622,7 +629,8 @@ class _Check:
         text = (f"Latency {', '.join(parts)}; {interval_text(shown, 'ms')} over "
                 f"{pairs} slice pairs.")
         if failing:
-            text += (f" {st} slower by more than {limit} with {fmt_confidence(shown['confidence'])} "
+            conf = fmt_confidence(shown["confidence"])
+            text += (f" {st} slower by more than {limit} with {conf} "
                      f"confidence ({r['pattern']}: {r['affected_share'] * 100:.0f}% of "
                      f"requests slower).")
         else:
@@ -726,7 +734,7 @@ class _Check:
         target = percentile(ev.durations, q)
         row = ev.rows[nearest(ev.durations, target)]
         btid = (base.get("trace_ids") or {}).get("p90" if stat != "p50" else "p50")
-        self.result(ev.slo, name, "regression", "fail" if failing else "pass", c, threshold,
+        r = self.result(ev.slo, name, "regression", "fail" if failing else "pass", c, threshold,
                     "ms", ev.n, text, int(row), baseline=_num(b), baseline_trace_id=btid,
                     p_value=test.p_value, significant=test.significant,
                     _attribute=bool(failing), _base=base,
@@ -735,6 +743,7 @@ class _Check:
                     "Fisher tail, Welch; each at alpha, first significant fails)",
                     **dict(zip(("pattern", "affected_share"),
                                shift_or_tail(b_samples, ev.durations), strict=True)))
+        self.said_fallback(r)
 
     def regress_error_rate(self, ev: SloEval, base: dict, threshold: float, name: str) -> None:
         if self.regress_value_slices(ev, base, threshold, name, "errors"):
@@ -750,10 +759,11 @@ class _Check:
         if failing:
             text += " " + self.error_sources(ev.rows[ev.errors])
         ex = int(ev.rows[ev.errors][0]) if k else None
-        self.result(ev.slo, name, "regression", "fail" if failing else "pass", c, threshold,
+        r = self.result(ev.slo, name, "regression", "fail" if failing else "pass", c, threshold,
                     "ratio", n, text, ex, baseline=b, p_value=test.p_value,
                     significant=test.significant, change=_num(c - b),
                     method=self.slice_fallback_note(base) + " (Fisher exact)")
+        self.said_fallback(r)
 
     def _regress_count(self, ev: SloEval, base: dict, threshold: float, name: str,
                        what: str, values: np.ndarray) -> None:
@@ -773,13 +783,14 @@ class _Check:
         row = ev.rows[int(np.argmax(values))]
         if stat == "p50":
             row = ev.rows[nearest(values.astype(np.float64), cand["p50"])]
-        self.result(ev.slo, name, "regression", "fail" if worse else "pass", cand[stat],
+        r = self.result(ev.slo, name, "regression", "fail" if worse else "pass", cand[stat],
                     threshold, "count", ev.n, text, int(row),
                     baseline=_num(bl.get(stat)),
                     baseline_trace_id=(base.get("trace_ids") or {}).get("p50"),
                     change=_num(cand[stat] - float(bl.get(stat, 0.0))), stat=stat,
                     method=self.slice_fallback_note(base) + " (any increase of the median "
                     "or maximum beyond the threshold fails)")
+        self.said_fallback(r)
 
     def regress_db_queries(self, ev, base, threshold, name) -> None:
         self._regress_count(ev, base, threshold, name, "db_queries", ev.counts.db_queries)

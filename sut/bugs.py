@@ -1,4 +1,4 @@
-"""The switchable bugs (seven failures, and two regressions of a tunable size) and their run-time switch.
+"""The switchable bugs (seven failures, two regressions of a tunable size) and their switch.
 
 State lives in one small JSON file in the data dir, replaced atomically on every change and
 re-read when its inode or mtime changes (checked at most every 100 ms), so a switch made through
