@@ -157,7 +157,9 @@ def relabel(spec: Any, per_slo: dict[str, list[dict]], n_slices: int, reps: int,
     all_pairs = [(2 * k, 2 * k + 1) for k in range(n_slices // 2)]
     window = min(window, len(all_pairs))
     alarms, power = 0, {s: 0 for s in shifts}
-    for _ in range(reps):
+    for rep in range(reps):
+        if rep and rep % 100 == 0:
+            print(f"    ... {rep}/{reps} relabellings, {alarms} false alarms", flush=True)
         start = int(rng.integers(0, len(all_pairs) - window + 1))
         pairs = all_pairs[start:start + window]
         flips = rng.integers(0, 2, len(pairs)).astype(bool)
