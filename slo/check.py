@@ -372,6 +372,7 @@ class _Check:
             base_slices = (baseline or {}).get("slices") or []
             self.pairs = abba_pairs([int(b["start_ns"]) for b in base_slices], starts)
         self.pending: list[dict[str, Any]] = []  # slice comparisons, decided together (Holm)
+        self.cand_slices: dict[str, list[dict[str, Any]]] = {}  # per SLO, its slices' values
         self.baseline = baseline
         self.run_id = run_id or (run_meta or {}).get("run_id") or detect_run_id(spans)
         self.run_meta = run_meta
@@ -529,7 +530,10 @@ class _Check:
         bsl = base.get("slices")
         if not self.pairs or self.cand_codes is None or not bsl:
             return None
-        csl = slice_summaries(ev, self.cand_codes, self.n_cand_slices)
+        if ev.slo.name not in self.cand_slices:
+            self.cand_slices[ev.slo.name] = slice_summaries(ev, self.cand_codes,
+                                                            self.n_cand_slices)
+        csl = self.cand_slices[ev.slo.name]
 
         def values(sl: dict) -> np.ndarray:
             if key == "errors":  # 0/1 per request
