@@ -264,13 +264,17 @@ def main() -> int:
               flush=True)
     out["gates"] = rows
 
-    print("\n| gates | runs | failed (A/A: false alarm) | 95% CI | wall s (mean) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("\n| gates | ran (exit 0/1) | failed (A/A: false alarm) | 95% CI | could not run | "
+          "wall s (mean) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     smallest: dict[str, str] = {}
     for bugs in dict.fromkeys(r["bugs"] for r in rows):
-        rs = [r for r in rows if r["bugs"] == bugs]
+        broken = sum(r["exit"] not in (0, 1) for r in rows if r["bugs"] == bugs)
+        rs = [r for r in rows if r["bugs"] == bugs and r["exit"] in (0, 1)]
+        if not rs:
+            continue
         if bugs == "none":
-            k = sum(r["exit"] != 0 for r in rs)
+            k = sum(r["exit"] == 1 for r in rs)
         else:
             k = sum(r["exit"] == 1 and f"{TARGET[0]}/{TARGET[1]}" in r["by"] for r in rs)
             kind = bugs.split(":")[0]
@@ -278,7 +282,7 @@ def main() -> int:
                 smallest[kind] = bugs.split(":")[1] + "%"
         lo, hi = wilson(k, len(rs))
         print(f"| {bugs} | {len(rs)} | {k}/{len(rs)} | {lo * 100:.0f}-{hi * 100:.0f}% | "
-              f"{np.mean([r['wall_s'] for r in rs]):.1f} |")
+              f"{broken} | {np.mean([r['wall_s'] for r in rs]):.1f} |")
     if "relabel" in out:
         for name in sorted({n for v in out["relabel"]["power"].values() for n in v}):
             sim = [k for k, v in out["relabel"]["power"].items() if v.get(name, 0) >= 0.95]
