@@ -1,6 +1,6 @@
 """Sensitivity of `slo gate`: its false alarm rate, its power, the smallest change it catches.
 
-    .venv/bin/python bench/sensitivity.py                 # the full version (~4 h on 2 cores)
+    .venv/bin/python bench/sensitivity.py                 # the full version (~3 h on 2 cores)
     .venv/bin/python bench/sensitivity.py --aa 4 --reps 2 --sizes 10,50 --long 60  # reduced
 
 (a) False alarms. One long A/A gate (`--long` seconds per side, no bug) is recorded once; its
