@@ -60,7 +60,7 @@ def test_regression_against_a_baseline_run_exits_1_with_reports(work: Path) -> N
     out = p.stdout
     assert "SLO check · run cand vs baseline base" in out  # latest run by default
     assert "✗ product-list · db_queries" in out and "◀ culprit" in out
-    assert "SELECT NAME FROM CATEGORIES WHERE ID = ?" in out
+    assert "SELECT name FROM categories WHERE id = ?" in out
     assert "verdict: fail" in out
     for name in ("slo-report.json", "slo-report.md", "junit.xml", "slo-report.html"):
         assert (work / "out" / name).stat().st_size > 0

@@ -66,7 +66,7 @@ def test_n_plus_one_found_aggregated_across_traces():
     assert len(findings) == 1
     f = findings[0]
     assert f["service"] == "product-service" and f["span"] == "GET /products"
-    assert f["statement"] == "SELECT NAME FROM CATEGORIES WHERE ID = ?"
+    assert f["statement"] == "select name from categories where id = ?"
     assert f["count"] == 20 and f["traces"] == 5 and f["fails"] is True
     assert f["trace_id"] in {t.trace_id for t in traces[:4]}
     assert "20 times" in f["message"]
@@ -249,7 +249,7 @@ def test_slow_statement_found():
     findings = only(run_detectors(table(*(stock(40, i * 100) for i in range(3)))), "slow_statement")
     assert len(findings) == 1
     f = findings[0]
-    assert f["statement"] == "SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)"
+    assert f["statement"] == "SELECT qty FROM inventory WHERE product_id IN (?)"
     assert f["span"] == "GET /orders/<int:order_id>" and f["count"] == 3
     assert f["share"] == pytest.approx(40 / 45, abs=0.01) and f["fails"] is False
 
