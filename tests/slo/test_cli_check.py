@@ -101,6 +101,17 @@ def test_bad_spec_exits_2_with_file_and_line(work: Path,
     assert "Traceback" not in r.output and r.stdout == ""
 
 
+def test_bad_detector_option_exits_2_with_file_and_line(work: Path) -> None:
+    """Validated once, in the spec: the line of the option, before any span is read."""
+    (work / "neg.yaml").write_text(SPEC.replace("  sensitive_data: {fail: false}\n",
+                                                "  sensitive_data: {fail: false}\n"
+                                                "  serial_fanout:\n    min_calls: -1\n"))
+    p = slo("--spec", "neg.yaml", "--store", "store", cwd=work)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.strip() == ("Error: neg.yaml:5: detector serial_fanout min_calls: expected a "
+                                "whole number >= 0, got -1")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
