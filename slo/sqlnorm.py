@@ -54,15 +54,19 @@ _LITERALS = frozenset({
 _CLOSERS = ("'", '"', "*/", "$$")
 
 
-def _tokenize(statement: str) -> list[Any]:
+def _tokenize(statement: str) -> tuple[str, list[Any]]:
+    """(the text the tokens index into, sqlglot's tokens of the statement)."""
     try:
-        return _PG.tokenize(statement)
+        return statement, _PG.tokenize(statement)
     except TokenError:
         for closer in _CLOSERS:  # an unterminated string, identifier or comment at the end
+            text = statement + closer
             try:
-                return _PG.tokenize(statement + closer)
+                toks = _PG.tokenize(text)
             except TokenError:
                 continue
+            # a token that only the closer made (`$` + `*/` -> `*`, `/`) was not written
+            return text, [t for t in toks if t.start < len(statement)]
         raise
 
 
@@ -73,7 +77,7 @@ def _sqlglot_tokens(statement: str) -> Iterator[Token]:
     `)` `s`, `$` `1`, `:` `n`) and are glued back into one `?`; `?::` is one token to it (a
     JSON operator) and is split into a parameter and a cast.
     """
-    toks = _tokenize(statement)
+    statement, toks = _tokenize(statement)
     i, n = 0, len(toks)
     while i < n:
         t = toks[i]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from slo.sqlnorm import normalize, short
@@ -113,7 +113,15 @@ def test_values_rows_are_one_key(rows: list[list[str]]) -> None:
     assert normalize(stmt) == "INSERT INTO order_items (order_id, product_id, quantity) VALUES (?)"
 
 
-@given(st.text(max_size=200))
+_SQLISH = st.lists(st.sampled_from(
+    list("'\"`$:;?%()[],.-+*/=<>!|&#@\\ \n\tEeXxNn0123456789ab_")
+    + ["--", "/*", "*/", "$$", "::", "%s", "%(a)s", "E'", "IN (", "VALUES (", "SELECT", "FROM"]),
+    max_size=60).map("".join)
+
+
+@example("$")  # a truncated-statement repair once added tokens nobody wrote
+@example("SELECT 'abc")
+@given(st.one_of(st.text(max_size=200), _SQLISH))
 def test_any_text_normalizes_idempotently(text: str) -> None:
     """Reports abbreviate keys that are already normalized: normalizing twice changes nothing."""
     once = normalize(text)
