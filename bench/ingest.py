@@ -6,8 +6,9 @@ stops the collector cleanly and counts what the store holds. Prints spans/s ackn
 (each one already in the store's write-ahead log), spans lost (must be 0), the collector's
 peak memory, and, as the ceiling measured in the same run, the raw protobuf decode rate and
 the full decode-to-Arrow rate of the same batches in this process. A second, short phase
-floods the collector with many concurrent senders to show 503 + Retry-After and bounded
-memory.
+floods the collector with many concurrent senders of large bodies (`--flood-factor`
+batches in one request, so together they pass the collector's 64 MiB budget of bytes held) to
+show 503 + Retry-After under real memory pressure, and bounded memory.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--senders 4] [--flood-senders 32]
 """
@@ -120,7 +121,8 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def stream(url: str, bodies: list[bytes], senders: int, seconds: float) -> dict[str, float]:
+def stream(url: str, bodies: list[bytes], senders: int, seconds: float,
+           spans_per_body: int = BATCH) -> dict[str, float]:
     acked = [0] * senders
     busy = [0] * senders
     errors = [0] * senders
@@ -138,7 +140,7 @@ def stream(url: str, bodies: list[bytes], senders: int, seconds: float) -> dict[
                 time.sleep(0.05)
                 continue
             if r.status_code == 200:
-                acked[n] += BATCH
+                acked[n] += spans_per_body
                 k += senders
             elif r.status_code == 503:
                 busy[n] += 1
@@ -162,6 +164,8 @@ def main() -> int:
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--flood-senders", type=int, default=32)
     ap.add_argument("--flood-seconds", type=float, default=4.0)
+    ap.add_argument("--flood-factor", type=int, default=16,
+                    help="batches concatenated into one flood request")
     args = ap.parse_args()
 
     bodies = make_batches(8)
@@ -179,7 +183,11 @@ def main() -> int:
         r = stream(url, bodies, args.senders, args.seconds)
         cpu = cpu_seconds(proc.pid) - cpu0
         rate = r["acked"] / r["seconds"]
-        flood = stream(url, bodies, args.flood_senders, args.flood_seconds)
+        # concatenated ExportTraceServiceRequests are one valid request (repeated fields)
+        big = [b"".join(bodies[(i + j) % len(bodies)] for j in range(args.flood_factor))
+               for i in range(len(bodies))]
+        flood = stream(url, big, args.flood_senders, args.flood_seconds,
+                       BATCH * args.flood_factor)
         peak = peak_rss_mib(proc.pid)
         t = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -193,7 +201,8 @@ def main() -> int:
     print(f"  = {rate / full:.2f} x the in-process decode rate, {rate / parse:.3f} x raw parse; "
           f"{r['acked'] / max(cpu, 1e-9):,.0f} spans per collector CPU-second "
           f"(collector used {cpu / r['seconds']:.2f} cores)")
-    print(f"flood: {args.flood_senders} senders, {flood['seconds']:.1f} s: "
+    print(f"flood: {args.flood_senders} senders of {len(big[0]) / 2**20:.1f} MiB bodies, "
+          f"{flood['seconds']:.1f} s: "
           f"{flood['acked'] / flood['seconds']:,.0f} spans/s stored, {flood['busy']} answered "
           f"503 + Retry-After, {flood['errors']} errors")
     print(f"collector peak memory (VmHWM): {peak:.0f} MiB; clean stop + compaction "

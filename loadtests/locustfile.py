@@ -77,6 +77,11 @@ class ShopUser(_Journeys):
     def profile(self) -> None:
         self._get("user-service", f"/users/{catalog.user_id(self.rng)}", "/users/[id]")
 
+    @task(5)
+    def order_history(self) -> None:
+        self._get("order-service", f"/users/{catalog.user_id(self.rng)}/orders",
+                  "/users/[id]/orders")
+
 
 
 class NewCustomer(_Journeys):

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo import explain, sqlnorm
+from slo import completeness, explain, sqlnorm
 from slo.critical_path import self_times
 from slo.detectors import run_detectors
 from slo.spec import SLO, Objective, Spec
@@ -62,6 +62,7 @@ def prefetch_scipy() -> None:
 
 #: Traces per SLO sampled (evenly over the latency ranks) to attribute latency.
 ATTRIBUTION_TRACES = 40
+REPORT_SAMPLES = 100_000  # latency samples in a report, all SLOs together (see report_samples)
 #: Latency statistics compared against a baseline, in the order they are reported.
 REGRESSION_STATS = ("p50", "p90", "mean")
 
@@ -261,6 +262,8 @@ class _Check:
         self.need_traces: set[str] = set()
         self.trace_ids = self.ix.column("trace_id")
         self.span_ids = self.ix.column("span_id")
+        load = (run_meta or {}).get("load") or run_meta or {}
+        self.whole = completeness.assess(self.ix, load.get("requests"))
 
     def tid(self, row: int) -> str:
         return str(self.trace_ids[int(row)].as_py())
@@ -275,7 +278,8 @@ class _Check:
              "observed": _num(observed), "budget": _num(budget), "baseline": None,
              "unit": unit, "samples": samples, "explanation": explanation,
              "trace_id": None, "baseline_trace_id": None, "p_value": None,
-             "significant": None, "contributions": [], "_row": exemplar_row}
+             "significant": None, "contributions": [], "_row": exemplar_row,
+             "spec_line": slo.line}  # where SARIF points when no span names its code
         r.update(extra)
         if exemplar_row is not None:  # the exemplar: its trace, and the selected span in it
             r["trace_id"] = self.tid(exemplar_row)
@@ -342,13 +346,21 @@ class _Check:
             values = {"db_queries": ev.counts.db_queries, "repeated_queries": ev.counts.repeated,
                       "span_count": ev.span_counts}[o.name]
             assert values is not None
-            worst = int(np.argmax(values))
+            # counts inside one request need the whole trace: cut ones would undercount
+            keep = self.whole.keep(ev.rows)
+            partial = 0 < int(keep.sum()) < ev.n
+            used = values[keep] if partial else values
+            worst = int(np.argmax(np.where(keep, values, -1))) if partial else \
+                int(np.argmax(values))
             observed = float(values[worst])
             ok = observed <= o.budget
             what = {"db_queries": "DB queries", "repeated_queries": "runs of one statement",
                     "span_count": "spans"}[o.name]
             text = (f"At most {observed:g} {what} under one request (budget {o.budget:g}; "
-                    f"median {percentile(values, 50):g}).")
+                    f"median {percentile(used, 50):g}).")
+            if partial:
+                text += (f" Counted over the {len(used)} of {ev.n} requests whose traces "
+                         f"arrived whole ({ev.n - len(used)} incomplete left out).")
             if o.name == "repeated_queries" and ev.counts.repeated_code[worst] >= 0:
                 stmt = self.ix.statements[1][ev.counts.repeated_code[worst]]
                 info = ev.counts.per_statement.get(stmt, {})
@@ -357,7 +369,7 @@ class _Check:
             elif o.name == "db_queries" and not ok:
                 text += " " + self.top_statements(ev)
             self.result(slo, o.name, "objective", "pass" if ok else "fail", observed,
-                        o.budget, "count", ev.n, text, ev.rows[worst])
+                        o.budget, "count", len(used), text, ev.rows[worst])
 
     def error_sources(self, err_rows: np.ndarray) -> str:
         msgs = Counter()
@@ -552,11 +564,18 @@ class _Check:
         for ev in evals:
             for o in ev.slo.objectives:
                 self.objective(ev, o)
+                self.results[-1]["spec_line"] = o.line or ev.slo.line
                 self.results[-1]["baseline"] = _baseline_value(
                     base_slos.get(ev.slo.name) if self.baseline else None, o)
             if self.baseline is not None:
                 self.regressions(ev, base_slos.get(ev.slo.name))
         findings = detecting.result()
+        if self.whole.detected:  # a sampled run cuts traces: that is not a propagation bug
+            for f in findings:
+                if f["detector"] == "broken_trace":
+                    f["fails"] = False
+                    f["message"] += (" (not failing: the run is sampled, and sampling cuts "
+                                     "traces too)")
         for f in findings:  # the evidence, and the other half of a split trace
             for key, value in f.items():
                 if key.endswith("trace_id") and isinstance(value, str) and value:
@@ -598,6 +617,7 @@ class _Check:
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "spec": spec.path,
             "run": run_info(ix, self.run_id, self.run_meta),
+            "completeness": self.whole.as_dict(),
             "baseline_run": (self.baseline or {}).get("run"),
             "results": self.results,
             "findings": findings,
@@ -605,12 +625,18 @@ class _Check:
             "traces": traces,
         }
 
+    @property
+    def report_samples(self) -> int:
+        """Latency samples per SLO in the report: MAX_SAMPLES up to 50 SLOs, then fewer, so
+        the report (JSON, HTML charts) stays ~100k samples however many SLOs there are."""
+        return max(200, min(MAX_SAMPLES, REPORT_SAMPLES // max(len(self.spec.slos), 1)))
+
     def slo_block(self, ev: SloEval, base: dict | None) -> dict[str, Any]:
         return {
             "name": ev.slo.name,
             "select": ev.slo.select.as_dict(),
             "samples": ev.n,
-            "latency_ms": {"candidate": downsample(ev.durations, MAX_SAMPLES),
+            "latency_ms": {"candidate": downsample(ev.durations, self.report_samples),
                            "baseline": (base or {}).get("latency_ms") if self.baseline
                            else None},
             "budgets_ms": {o.name: o.budget for o in ev.slo.objectives if o.unit == "ms"},

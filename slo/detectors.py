@@ -57,6 +57,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "min_traces": 3,
         "min_share": 0.2,
     },
+    # Sentry's "N+1 API call", sequential flavour: the same downstream route called one
+    # after another under one parent, >= 5 times (the N+1 query rule's count), scaled floor.
+    "n_plus_one_http": {"fail": True, "min_count": 5, "min_total_ms": 1.0},
     "slow_statement": {"fail": False, "min_share": 0.5, "min_ms": 5.0, "min_traces": 3},
     "sensitive_data": {"fail": False, "max_rows": 20000},
 }
@@ -181,19 +184,19 @@ class _Context:
 # --------------------------------------------------------------------------- N+1 queries
 
 
-def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
-    db = ctx.db()
-    rows = _rows(
-        ctx.con,
-        f"""
-        WITH cand AS (
-            SELECT g FROM {db} WHERE pid IS NOT NULL GROUP BY g HAVING count(*) >= $1
-        ), lists AS (
-            SELECT g, any_value(pid) AS pid, any_value(tid) AS tid, any_value(nid) AS nid,
-                   any_value(service) AS service, count(*) AS total,
+def _repeats(source: str, extra: str) -> str:
+    """SQL CTEs `lists`, `occ` and `hit` over spans of `source` (columns g, id, tid, pid,
+    service, start_ns, end_ns) grouped by `g` (one parent and one statement or route): the
+    spans of each group in start order, how many of them ran one after another (`seq`: each
+    starts after every earlier one has ended), and the groups with at least $1 of those and
+    at least $2 ns in all, with their parent's name."""
+    return f"""lists AS (
+            SELECT g, any_value(pid) AS pid, any_value(tid) AS tid,
+                   any_value(service) AS service, {extra}, count(*) AS total,
                    sum(end_ns - start_ns) AS total_ns, arg_min(id, (start_ns, id)) AS first_id,
-                   list(start_ns ORDER BY start_ns, id) AS s, list(end_ns ORDER BY start_ns, id) AS e
-            FROM {db} WHERE g IN (SELECT g FROM cand) GROUP BY g
+                   list(start_ns ORDER BY start_ns, id) AS s, list(end_ns ORDER BY start_ns, id) AS e,
+                   list(id ORDER BY start_ns, id) AS ids
+            FROM {source} GROUP BY g HAVING count(*) >= $1
         ), occ AS (
             -- sequential steps: spans that start after every earlier one has ended
             SELECT * EXCLUDE (s, e),
@@ -204,12 +207,22 @@ def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             SELECT o.*, coalesce(p.name, '') AS parent_name
             FROM occ o LEFT JOIN m p ON p.id = o.pid
             WHERE o.seq >= $1 AND o.total_ns >= $2
-        )
-        SELECT service, parent_name, nid, count(*) AS occurrences,
-               count(DISTINCT tid) AS traces, median(seq) AS p50,
-               arg_max(struct_pack(pid, first_id, seq, total_ns), (seq, total_ns, tid)) AS x
-        FROM hit GROUP BY service, parent_name, nid
-        ORDER BY traces DESC, service, parent_name, nid
+        )"""
+
+
+def _repeat_groups(ctx: _Context, o: dict[str, Any], ctes: str, key: str
+                   ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Run `ctes` (ending in `_repeats`' `hit`) and aggregate its groups by service, parent
+    name and `key` across traces, the longest run as exemplar: (row, the finding's shared
+    fields) per aggregate."""
+    rows = _rows(
+        ctx.con,
+        f"""{ctes}
+        SELECT service, parent_name, {key}, count(*) AS occurrences,
+               count(DISTINCT tid) AS traces, median(seq) AS p50, median(total_ns) AS p50_ns,
+               arg_max(struct_pack(pid, first_id, seq, total_ns, ids), (seq, total_ns, tid)) AS x
+        FROM hit GROUP BY service, parent_name, {key}
+        ORDER BY traces DESC, service, parent_name, {key}
         """,
         [o["min_count"], int(o["min_total_ms"] * _NS)],
     )
@@ -218,33 +231,111 @@ def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     names = ctx.strings([r["pid"] for r in rows] + [r["first_id"] for r in rows])
     out = []
     for r in rows:
-        parent = names.get(r["pid"], {})
-        first = names.get(r["first_id"], {})
+        parent, first = names.get(r["pid"], {}), names.get(r["first_id"], {})
+        r["parent_label"] = r["parent_name"] or first.get("parent_span_id", "")
+        out.append((r, {
+            "service": r["service"],
+            "span": r["parent_name"],
+            "count": int(r["seq"]),
+            "trace_id": first.get("trace_id", ""),
+            "span_id": parent.get("span_id") or first.get("parent_span_id", ""),
+            "first_span_id": first.get("span_id", ""),
+            "traces": int(r["traces"]),
+            "occurrences": int(r["occurrences"]),
+            "p50_count": float(r["p50"]),
+            "total_ms": _ms(r["total_ns"]),
+        }))
+    return out
+
+
+def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
+    db = ctx.db()
+    ctes = f"""
+        WITH cand AS (
+            SELECT g FROM {db} WHERE pid IS NOT NULL GROUP BY g HAVING count(*) >= $1
+        ), {_repeats(f"(SELECT * FROM {db} WHERE g IN (SELECT g FROM cand))",
+                     "any_value(nid) AS nid")}"""
+    out = []
+    for r, shared in _repeat_groups(ctx, o, ctes, "nid"):
         norm = ctx.norms[r["nid"]]
-        total_ms = _ms(r["total_ns"])
-        out.append(
-            {
-                "detector": "n_plus_one",
-                "service": r["service"],
-                "span": r["parent_name"],
-                "statement": norm,
-                "count": int(r["seq"]),
-                "trace_id": first.get("trace_id", ""),
-                "span_id": parent.get("span_id") or first.get("parent_span_id", ""),
-                "first_span_id": first.get("span_id", ""),
-                "traces": int(r["traces"]),
-                "occurrences": int(r["occurrences"]),
-                "p50_count": float(r["p50"]),
-                "total_ms": total_ms,
-                "message": (
-                    f"{r['service']} `{sqlnorm.short(norm)}` ran {r['seq']} times one after "
-                    f"another under `{r['parent_name'] or first.get('parent_span_id', '')}` "
-                    f"({_fmt(total_ms)} in all) in {r['traces']} trace(s): load them with one "
-                    f"query (a join or IN list)"
-                ),
-                "saved_ms": None,
-            }
+        out.append({
+            "detector": "n_plus_one",
+            "statement": norm,
+            **shared,
+            "message": (
+                f"{r['service']} `{sqlnorm.short(norm)}` ran {r['seq']} times one after "
+                f"another under `{r['parent_label']}` ({_fmt(shared['total_ms'])} in all) in "
+                f"{r['traces']} trace(s): load them with one query (a join or IN list)"
+            ),
+            "saved_ms": None,
+        })
+    return out
+
+
+# ------------------------------------------------------------------- N+1 calls (HTTP/RPC)
+
+#: Numeric and hex-id path segments of a URL become `{id}`: `/products/17` -> `/products/{id}`.
+_ROUTE_OF_URL = r"""regexp_replace(regexp_replace(regexp_replace({u}, '[?#].*$', ''),
+                    '^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*', ''), '/([0-9]+|[0-9a-fA-F-]{{16,}})(/|$)',
+                    '/{{id}}\2', 'g')"""
+
+
+def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same downstream route called >= min_count times one after another under one
+    parent. The route is the callee's server span name (`GET /products/<int:product_id>`),
+    else the client span's `http.route`, else its URL with ids templated."""
+    url = """coalesce(json_extract_string(c.attributes, '$."url.full"'),
+                      json_extract_string(c.attributes, '$."http.url"'), '')"""
+    method = """coalesce(json_extract_string(c.attributes, '$."http.request.method"'),
+                         json_extract_string(c.attributes, '$."http.method"'), c.name)"""
+    ctes = f"""
+        WITH c AS (
+            SELECT * FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
+        ), parents AS (
+            SELECT pid FROM c GROUP BY pid HAVING count(*) >= $1
+        ), srv AS (
+            SELECT pid, min(name) AS name FROM m
+            WHERE kind = 'server' AND pid IN (SELECT c.id FROM c SEMI JOIN parents USING (pid))
+            GROUP BY pid
+        ), calls AS (
+            SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns,
+                   coalesce(srv.name,
+                            nullif(json_extract_string(c.attributes, '$."http.route"'), ''),
+                            nullif({method} || ' ' || {_ROUTE_OF_URL.format(u=url)}, {method} || ' '),
+                            c.name) AS route
+            FROM c SEMI JOIN parents USING (pid) LEFT JOIN srv ON srv.pid = c.id
+        ), {_repeats("(SELECT *, hash(pid, route) AS g FROM calls)",
+                     "any_value(route) AS route")}"""
+    out = []
+    for r, shared in _repeat_groups(ctx, o, ctes, "route"):
+        calls = _rows(
+            ctx.con,
+            """SELECT c.span_id, (c.start_ns - min(c.start_ns) OVER ()) AS offset_ns,
+                      c.end_ns - c.start_ns AS duration_ns,
+                      coalesce(json_extract_string(c.attributes, '$."url.full"'),
+                               json_extract_string(c.attributes, '$."http.url"'), c.name) AS url,
+                      (SELECT min(s.service) FROM m s WHERE s.pid = c.id) AS callee
+               FROM m c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
+               ORDER BY c.start_ns LIMIT 200""",
+            [r["ids"]],
         )
+        callee = next((c["callee"] for c in calls if c["callee"]), "")
+        out.append({
+            "detector": "n_plus_one_http",
+            "statement": r["route"],
+            "callee": callee,
+            **shared,
+            "p50_total_ms": _ms(r["p50_ns"]),
+            "calls": [{"span_id": c["span_id"], "url": c["url"], "offset_ms": _ms(c["offset_ns"]),
+                       "duration_ms": _ms(c["duration_ns"])} for c in calls],
+            "message": (
+                f"{r['service']} called {callee or 'its downstream'} `{r['route']}` {r['seq']} "
+                f"times one after another under `{r['parent_label']}` "
+                f"({_fmt(shared['total_ms'])} in all) in {r['traces']} trace(s): fetch them in "
+                f"one batch call"
+            ),
+            "saved_ms": None,
+        })
     return out
 
 
@@ -736,6 +827,7 @@ _NEEDED = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "
 
 _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]] = {
     "n_plus_one": _n_plus_one,
+    "n_plus_one_http": _n_plus_one_http,
     "broken_trace": _broken_trace,
     "serial_fanout": _serial_fanout,
     "slow_statement": _slow_statement,

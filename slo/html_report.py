@@ -669,6 +669,12 @@ def _run_facts(run: Any) -> dict[str, Any] | None:
     }
 
 
+def _completeness(c: Any) -> str:
+    from slo.completeness import sentence
+
+    return sentence(c) if isinstance(c, Mapping) else ""
+
+
 def _result_sort_key(r: Mapping[str, Any]) -> tuple[int, int]:
     return (_STATUS_ORDER.get(str(r.get("status")), 3), 0 if r.get("kind") != "regression" else 1)
 
@@ -825,6 +831,7 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
         "findings": finding_views,
         "extra_traces": extra_traces,
         "run": _run_facts(report.get("run")),
+        "completeness": _completeness(report.get("completeness")),
         "baseline_run": _run_facts(report.get("baseline_run")),
         "colors": sorted(colors.items()),
         "data": wfs.data,

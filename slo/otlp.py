@@ -38,10 +38,20 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from slo.errors import PayloadError
-from slo.spans import COLUMNS, KINDS, RUN_ID_ATTR, SCHEMA
+from slo.spans import COLUMNS, KINDS, RUN_ID_ATTR, SCHEMA, TRACESTATE_ATTR
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 INT64_MAX = (1 << 63) - 1
+INT64_MIN = -(1 << 63)
+# Arrays and kvlists nested in one attribute value: deeper, the span is refused (partial
+# success), the same in protobuf and JSON. (protobuf's own parser stops near 32.)
+MAX_VALUE_DEPTH = 16
+_TOO_DEEP = f"attribute values nested deeper than {MAX_VALUE_DEPTH} levels (or malformed)"
+
+
+class _TooDeep(Exception):
+    """An AnyValue nested deeper than MAX_VALUE_DEPTH (not a ValueError: that is the
+    whole request's fault, this one span's)."""
 
 _ZERO_TRACE = b"\0" * 16
 _ZERO_SPAN = b"\0" * 8
@@ -214,7 +224,7 @@ def _add_span(
 # ---------------------------------------------------------------------------- protobuf
 
 
-def _pb_value(v: Any) -> Any:
+def _pb_value(v: Any, depth: int = 0) -> Any:
     k = v.WhichOneof("value")
     if k == "string_value":
         return v.string_value
@@ -224,10 +234,12 @@ def _pb_value(v: Any) -> Any:
         return v.bool_value
     if k == "double_value":
         return _double(v.double_value)
-    if k == "array_value":
-        return [_pb_value(x) for x in v.array_value.values]
-    if k == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
+    if k == "array_value" or k == "kvlist_value":
+        if depth >= MAX_VALUE_DEPTH:
+            raise _TooDeep()
+        if k == "array_value":
+            return [_pb_value(x, depth + 1) for x in v.array_value.values]
+        return {kv.key: _pb_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
     if k == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
     return None
@@ -282,6 +294,7 @@ def _lazy_classes() -> dict[str, Any]:
                        ("code", 3, T.TYPE_INT32, opt, "")])
     message("Span", [
         ("trace_id", 1, T.TYPE_BYTES, opt, ""), ("span_id", 2, T.TYPE_BYTES, opt, ""),
+        ("trace_state", 3, T.TYPE_STRING, opt, ""),
         ("parent_span_id", 4, T.TYPE_BYTES, opt, ""), ("name", 5, T.TYPE_STRING, opt, ""),
         ("kind", 6, T.TYPE_INT32, opt, ""),
         ("start_time_unix_nano", 7, T.TYPE_FIXED64, opt, ""),
@@ -332,6 +345,8 @@ def decode_protobuf(body: bytes, run_id: str = "") -> Decoded:
         return _decode_lazy(req, run_id)
     except (DecodeError, RecursionError, ValueError) as e:
         raise PayloadError(f"malformed protobuf ExportTraceServiceRequest: {e}") from None
+    except _TooDeep:
+        raise PayloadError(f"resource {_TOO_DEEP}") from None
 
 
 def decode_message(req: Any, run_id: str = "") -> Decoded:
@@ -432,12 +447,19 @@ def _decode_lazy(req: Any, run_id: str) -> Decoded:
                     if pid == _ZERO_SPAN:
                         pid = b""
                 attrs = {}
-                for raw in sp.attributes:
-                    item = cache.get(raw)
-                    if item is None:
-                        item = kv_decode(raw)
-                    attrs[item[0]] = item[1]
-                events.append(_events_json(sp.events) if sp.events else "[]")
+                try:
+                    for raw in sp.attributes:
+                        item = cache.get(raw)
+                        if item is None:
+                            item = kv_decode(raw)
+                        attrs[item[0]] = item[1]
+                    if sp.trace_state:  # W3C tracestate: how the trace was sampled, if it says
+                        attrs[TRACESTATE_ATTR] = sp.trace_state
+                    events.append(_events_json(sp.events) if sp.events else "[]")
+                except (_TooDeep, DecodeError):  # (the parser's own depth limit: DecodeError)
+                    rejected += 1
+                    reasons.add(_TOO_DEEP)
+                    continue
                 tids.append(tid)
                 sids.append(sid)
                 pids.append(pid)
@@ -516,7 +538,7 @@ def _int(v: Any) -> int:
     return int(v)  # int or decimal string; ValueError otherwise
 
 
-def _json_value(v: Any) -> Any:
+def _json_value(v: Any, depth: int = 0) -> Any:
     if not isinstance(v, dict):
         raise TypeError("AnyValue must be an object")
     if "stringValue" in v or "string_value" in v:
@@ -525,17 +547,25 @@ def _json_value(v: Any) -> Any:
             raise TypeError("stringValue must be a string")
         return s
     if "intValue" in v or "int_value" in v:
-        return _int(_get(v, "intValue", "int_value", 0))
+        i = _int(_get(v, "intValue", "int_value", 0))
+        if not INT64_MIN <= i <= INT64_MAX:
+            raise ValueError(f"intValue {i} is outside the int64 range")
+        return i
     if "boolValue" in v or "bool_value" in v:
         return bool(_get(v, "boolValue", "bool_value", False))
     if "doubleValue" in v or "double_value" in v:
         d = _get(v, "doubleValue", "double_value", 0.0)
         return _double(float(d))  # numbers, or "NaN", "Infinity", "-Infinity"
     if "arrayValue" in v or "array_value" in v:
+        if depth >= MAX_VALUE_DEPTH:
+            raise _TooDeep()
         values = _get(v, "arrayValue", "array_value", {}).get("values") or []
-        return [_json_value(x) for x in values]
+        return [_json_value(x, depth + 1) for x in values]
     if "kvlistValue" in v or "kvlist_value" in v:
-        return _json_attrs(_get(v, "kvlistValue", "kvlist_value", {}).get("values") or [])
+        if depth >= MAX_VALUE_DEPTH:
+            raise _TooDeep()
+        return _json_attrs(_get(v, "kvlistValue", "kvlist_value", {}).get("values") or [],
+                           depth + 1)
     if "bytesValue" in v or "bytes_value" in v:
         b = _get(v, "bytesValue", "bytes_value", "")
         if not isinstance(b, str):
@@ -544,7 +574,7 @@ def _json_value(v: Any) -> Any:
     return None
 
 
-def _json_attrs(kvs: Any) -> dict[str, Any]:
+def _json_attrs(kvs: Any, depth: int = 0) -> dict[str, Any]:
     if not isinstance(kvs, list):
         raise TypeError("attributes must be a list")
     out = {}
@@ -552,7 +582,7 @@ def _json_attrs(kvs: Any) -> dict[str, Any]:
         key = kv.get("key", "")
         if not isinstance(key, str):
             raise TypeError("attribute key must be a string")
-        out[key] = _json_value(kv.get("value") or {})
+        out[key] = _json_value(kv.get("value") or {}, depth)
     return out
 
 
@@ -596,6 +626,8 @@ def decode_json(body: bytes | str | dict[str, Any], run_id: str = "") -> Decoded
         raise
     except (TypeError, ValueError, AttributeError, KeyError, RecursionError, OverflowError) as e:
         raise PayloadError(f"malformed OTLP/JSON request: {type(e).__name__}: {e}") from None
+    except _TooDeep:
+        raise PayloadError(f"resource {_TOO_DEEP}") from None
 
 
 def _decode_json_doc(doc: Any, run_id: str) -> Decoded:
@@ -633,21 +665,17 @@ def _decode_json_doc(doc: Any, run_id: str) -> Decoded:
                     reasons.add("parentSpanId must be empty or 16 hex digits")
                     continue
                 events = _get(sp, "events", "events", [])
-                if events:
-                    events_json = _dumps(
-                        [
-                            {
-                                "name": str(e.get("name", "")),
-                                "time_ns": _clamp(
-                                    _int(_get(e, "timeUnixNano", "time_unix_nano", 0))
-                                ),
-                                "attributes": _json_attrs(e.get("attributes") or []),
-                            }
-                            for e in events
-                        ]
-                    )
-                else:
-                    events_json = "[]"
+                try:
+                    attrs = _json_attrs(sp.get("attributes") or [])
+                    events_json = _dumps([
+                        {"name": str(e.get("name", "")),
+                         "time_ns": _clamp(_int(_get(e, "timeUnixNano", "time_unix_nano", 0))),
+                         "attributes": _json_attrs(e.get("attributes") or [])}
+                        for e in events]) if events else "[]"
+                except _TooDeep:
+                    rejected += 1
+                    reasons.add(_TOO_DEEP)
+                    continue
                 status = sp.get("status") or {}
                 name = sp.get("name", "")
                 message = status.get("message", "")
@@ -666,11 +694,17 @@ def _decode_json_doc(doc: Any, run_id: str) -> Decoded:
                     _int(_get(sp, "endTimeUnixNano", "end_time_unix_nano", 0)),
                     _enum(status.get("code", 0), _STATUS_BY_NAME),
                     message,
-                    _json_attrs(sp.get("attributes") or []),
+                    _with_tracestate(attrs, _get(sp, "traceState", "trace_state", "")),
                     res_json,
                     events_json,
                 )
     return Decoded(c.table(), rejected, "; ".join(sorted(reasons)))
+
+
+def _with_tracestate(attrs: dict[str, Any], state: Any) -> dict[str, Any]:
+    if state and isinstance(state, str):
+        attrs[TRACESTATE_ATTR] = state
+    return attrs
 
 
 # ---------------------------------------------------------------------------- answers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,7 +22,9 @@ from rich.table import Table
 from rich.text import Text
 
 from slo import waterfall_text
+from slo.completeness import sentence as completeness_sentence
 from slo.html_report import render_html
+from slo.sarif import write_sarif
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
@@ -75,8 +78,70 @@ def waterfall(report: dict[str, Any], trace_id: str | None, width: int = 100) ->
 # Markdown
 
 
+# Everything from the data (span names, statements, attribute values, SLO names, messages)
+# reaches a pull-request comment: none of it may become markup, a link, an image or a mention.
+# Data in tables goes in code spans (shown literally everywhere); prose is escaped.
+
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]+")
+# what starts markup in the middle of a line (emphasis, code, links, images, HTML, entities,
+# tables, math); prose from here never starts a line, so block markers (#, >, -) are inert
+_PUNCT = re.compile(r"([\\`*_~\[\]<>|&$!])")
+_WJ = "\u2060"  # word joiner: invisible, but no autolinker or mention filter matches across it
+_LINKISH = re.compile(r"@|:(?=//)|#(?=\d)|(?<=www)(?=\.)", re.IGNORECASE)  # a WJ goes after
+
+
+def _one_line(text: Any) -> str:
+    """Control, line-separator and bidi-override characters become one space."""
+    return _CONTROL.sub(" ", str(text))
+
+
+def md_text(text: Any) -> str:
+    """Data as inert Markdown prose: no emphasis, HTML, link, image, autolink or mention."""
+    return _PUNCT.sub(r"\\\1", _LINKISH.sub(lambda m: m.group() + _WJ, _one_line(text)))
+
+
+def md_code(text: Any, in_table: bool = True) -> str:
+    """Data as a code span: its text shown literally, whatever backticks it holds."""
+    body = _one_line(text)
+    if in_table:
+        body = body.replace("|", "\\|")  # GFM splits cells even inside code spans
+    if not body.strip():
+        return "` `"  # (an empty code span would not be one)
+    fence = "`" * (max((len(m) for m in re.findall("`+", body)), default=0) + 1)
+    pad = " " if body[0] == "`" or body[-1] == "`" or (body[0] == " " and body[-1] == " ") \
+        else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+
+
+def md_prose(text: Any) -> str:
+    """An explanation: its `code` parts as safe code spans, the rest escaped as prose."""
+    out, last = [], 0
+    s = _one_line(text)
+    for m in _CODE_SPAN.finditer(s):
+        between = md_text(s[last:m.start()])
+        if not between and out:
+            between = _WJ  # two code spans touching would merge their backtick fences
+        out += [between, md_code(m.group(2), in_table=False)]
+        last = m.end()
+    out.append(md_text(s[last:]))
+    return "".join(out)
+
+
 def _md_cell(text: Any) -> str:
+    """A table cell of our own words and numbers (no data): pipes and newlines only."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _fenced(text: str, info: str = "text") -> list[str]:
+    """A fenced code block that no line of `text` can close."""
+    longest = max((len(m) for m in re.findall("`{3,}", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    lines = (_one_line(line) for line in text.split("\n"))
+    return [fence + info, *lines, fence]
 
 
 def _p50_mean(c: dict[str, Any], side: str) -> str:
@@ -91,37 +156,42 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
     head = "✅ SLO check passed" if verdict == "pass" else "❌ SLO check failed"
     run = report.get("run") or {}
     out = [f"## {head}", ""]
-    facts = [f"run `{report.get('run_id') or '-'}`"]
+    facts = [f"run {md_code(report.get('run_id') or '-', in_table=False)}"]
     if report.get("baseline_run_id"):
-        facts.append(f"baseline `{report['baseline_run_id']}`")
+        facts.append(f"baseline {md_code(report['baseline_run_id'], in_table=False)}")
     if run.get("spans") is not None:
-        facts.append(f"{run.get('spans')} spans, {run.get('traces')} traces")
+        facts.append(f"{md_text(run.get('spans'))} spans, {md_text(run.get('traces'))} traces")
     out += [" · ".join(facts), ""]
+    if whole := completeness_sentence(report.get("completeness")):
+        out += [f"Traces: {_md_cell(whole)}", ""]
     out += ["| SLO | objective | status | observed | budget | baseline | samples |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in report.get("results", []):
-        out.append("| " + " | ".join(_md_cell(x) for x in (
-            r["slo"], r["objective"], _ICON.get(r["status"], r["status"]),
-            fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
-            fmt(r.get("baseline"), r.get("unit")), r.get("samples", 0))) + " |")
+        out.append("| " + " | ".join((md_code(r["slo"]), md_code(r["objective"]), *(
+            _md_cell(x) for x in (
+                _ICON.get(r["status"]) or md_code(r["status"]),
+                fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+                fmt(r.get("baseline"), r.get("unit")), md_text(r.get("samples", 0)))))) + " |")
     bad = failures(report)
     if bad:
         out += ["", "### Why", ""]
         shown = 0
         for r in bad:
-            out.append(f"**{_md_cell(r['slo'])} · {r['objective']}**: {r['explanation']}")
+            out.append(f"**{md_code(r['slo'], in_table=False)} · "
+                       f"{md_code(r['objective'], in_table=False)}**: "
+                       f"{md_prose(r.get('explanation', ''))}")
             if r.get("contributions"):
                 out += ["", "| span group | baseline p50 (mean) | candidate p50 (mean) | "
                         "share of added time |", "| --- | --- | --- | --- |"]
                 for c in r["contributions"]:
-                    out.append(f"| `{_md_cell(c['group'])}` | {_p50_mean(c, 'baseline')} | "
+                    out.append(f"| {md_code(c['group'])} | {_p50_mean(c, 'baseline')} | "
                                f"{_p50_mean(c, 'candidate')} | "
                                f"{float(c.get('share') or 0) * 100:.0f}% |")
             wf = waterfall(report, r.get("trace_id"), 100) if shown < max_waterfalls else None
             if wf:
                 shown += 1
-                out += ["", "<details><summary>worst trace</summary>", "", "```text", wf,
-                        "```", "", "</details>"]
+                out += ["", "<details><summary>worst trace</summary>", "", *_fenced(wf), "",
+                        "</details>"]
             out.append("")
     findings = report.get("findings") or []
     if findings:
@@ -129,9 +199,10 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
                 "| --- | --- | --- | --- | --- |"]
         for f in findings:
             where = f"{f.get('service', '')} {f.get('span', '')}".strip()
-            out.append("| " + " | ".join(_md_cell(x) for x in (
-                f.get("detector"), "yes" if f.get("fails") else "no", where,
-                f.get("count", ""), f.get("message", ""))) + " |")
+            out.append("| " + " | ".join((
+                md_code(f.get("detector", "")), "yes" if f.get("fails") else "no",
+                md_code(where), md_code(f.get("count", "")),
+                md_code(f.get("message", "")))) + " |")
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -139,16 +210,28 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
 # JUnit
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(value: Any) -> str:
+    """Text XML 1.0 can carry: control characters and lone surrogates become U+FFFD (the
+    escaping of <, & and quotes is ElementTree's)."""
+    return _NOT_XML.sub("\ufffd", str(value))
+
+
 def to_junit(report: dict[str, Any]) -> str:
-    """One test case per objective (and per failing finding); failures carry the explanation."""
+    """One test case per objective (and per failing finding); failures carry the explanation.
+
+    Valid XML whatever the data holds (names and messages come from spans)."""
     cases: list[ET.Element] = []
     n_fail = 0
     for r in report.get("results", []):
-        tc = ET.Element("testcase", classname=f"slo.{r['slo']}", name=r["objective"], time="0")
+        tc = ET.Element("testcase", classname=_xml(f"slo.{r['slo']}"), name=_xml(r["objective"]),
+                        time="0")
         if r["status"] != "pass":
             n_fail += 1
-            f = ET.SubElement(tc, "failure", type=r["status"],
-                              message=r.get("explanation", "")[:2000])
+            f = ET.SubElement(tc, "failure", type=_xml(r["status"]),
+                              message=_xml(str(r.get("explanation", ""))[:2000]))
             lines = [r.get("explanation", ""),
                      f"observed {fmt(r.get('observed'), r.get('unit'))}, budget "
                      f"{fmt_budget(r)}, baseline {fmt(r.get('baseline'), r.get('unit'))}, "
@@ -158,19 +241,20 @@ def to_junit(report: dict[str, Any]) -> str:
             wf = waterfall(report, r.get("trace_id"), 100)
             if wf:
                 lines += ["", wf]
-            f.text = "\n".join(lines)
+            f.text = _xml("\n".join(lines))
         cases.append(tc)
     for fd in failing_findings(report):
-        tc = ET.Element("testcase", classname=f"slo.findings.{fd.get('detector')}",
-                        name=f"{fd.get('service', '')} {fd.get('span', '')}".strip() or "finding",
-                        time="0")
+        tc = ET.Element("testcase", classname=_xml(f"slo.findings.{fd.get('detector')}"),
+                        name=_xml(f"{fd.get('service', '')} {fd.get('span', '')}".strip()
+                                  or "finding"), time="0")
         n_fail += 1
-        f = ET.SubElement(tc, "failure", type="finding", message=str(fd.get("message", ""))[:2000])
-        f.text = json.dumps({k: v for k, v in fd.items() if not isinstance(v, dict | list)},
-                            indent=1, default=str)
+        f = ET.SubElement(tc, "failure", type="finding",
+                          message=_xml(str(fd.get("message", ""))[:2000]))
+        f.text = _xml(json.dumps({k: v for k, v in fd.items()
+                                  if not isinstance(v, dict | list)}, indent=1, default=str))
         cases.append(tc)
     suite = ET.Element("testsuite", name="slo", tests=str(len(cases)), failures=str(n_fail),
-                       errors="0", skipped="0", timestamp=str(report.get("generated_at", "")))
+                       errors="0", skipped="0", timestamp=_xml(report.get("generated_at", "")))
     suite.extend(cases)
     root = ET.Element("testsuites", name="slo check", tests=str(len(cases)),
                       failures=str(n_fail))
@@ -193,7 +277,7 @@ def _write(path: Path, text: str) -> None:
     """Atomic write (readers never see half a report) with the usual file mode."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:  # lone surrogates
             f.write(text)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -223,6 +307,7 @@ def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict
     _write(paths["md"], to_markdown(report))
     _write(paths["junit"], to_junit(report))
     _write(paths["html"], render_html(report))
+    paths["sarif"] = write_sarif(report, d)
     return paths
 
 
@@ -237,19 +322,22 @@ def print_report(report: dict[str, Any], console: Console | None = None,
                  max_waterfalls: int = 5) -> None:
     """The objectives as a table, then per failure its explanation and trace waterfall."""
     console = console or Console()
-    table = Table(title=f"SLO check · run {report.get('run_id') or '-'}"
-                  + (f" vs baseline {report['baseline_run_id']}"
-                     if report.get("baseline_run_id") else ""))
+    table = Table(title=Text(f"SLO check · run {report.get('run_id') or '-'}"
+                             + (f" vs baseline {report['baseline_run_id']}"
+                                if report.get("baseline_run_id") else "")))
     for col, just in (("SLO", "left"), ("objective", "left"), ("status", "left"),
                       ("observed", "right"), ("budget", "right"), ("baseline", "right"),
                       ("samples", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in report.get("results", []):
-        table.add_row(r["slo"], r["objective"],
+        table.add_row(Text(str(r["slo"])), Text(str(r["objective"])),  # Text: no Rich markup
                       Text(r["status"], style=_STYLE.get(r["status"], "")),
                       fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
                       fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
     console.print(table)
+    if whole := completeness_sentence(report.get("completeness")):
+        console.print(Text(f"traces: {whole}",
+                           style="yellow" if "incomplete" in whole or "Sampled" in whole else ""))
     width = max(60, min(console.width or 100, 140))
     shown = 0
     for r in failures(report):

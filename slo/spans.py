@@ -24,6 +24,8 @@ KIND_NAMES = set(KINDS.values())
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 
 RUN_ID_ATTR = "slo.run_id"
+#: A span's W3C `tracestate` (OTLP `trace_state`), kept as an attribute when not empty.
+TRACESTATE_ATTR = "slo.tracestate"
 
 SCHEMA = pa.schema(
     [

@@ -5,6 +5,11 @@ gate that passes forever. So every key is checked, every mistake is collected (n
 first) and reported as `file:line: what was wrong; what was expected`, with a did-you-mean for
 misspelt keys. Line numbers come from PyYAML's node marks (we compose the node tree ourselves
 rather than using `safe_load`, which throws them away).
+
+A spec is also untrusted input (it may come from the pull request under test), so loading is
+bounded: file size, YAML nodes counted with every alias expanded (a "billion laughs" bomb is
+refused after a few thousand, not expanded to gigabytes), nesting depth, recursive aliases and
+the number of SLOs; each is refused with file:line before the work is done.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from slo.errors import SpecError
 from slo.spans import KIND_NAMES
@@ -38,6 +45,11 @@ SLO_KEYS = ("name", "select", "objectives", "regression", "description")
 TOP_KEYS = ("version", "slos", "regression", "detectors")
 REGRESSION_KEYS = ("latency", "latency_min", "alpha", "min_samples", "error_rate",
                    "db_queries", "repeated_queries")
+
+MAX_SPEC_BYTES = 1 << 20  # a 2,000-SLO spec is ~0.5 MiB
+MAX_SLOS = 2000
+MAX_NODES = 100_000  # YAML nodes with aliases expanded; ~25 per SLO
+MAX_DEPTH = 32  # a spec needs 6 levels
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)\s*$")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -185,9 +197,96 @@ def _plain(node: yaml.Node, constructor: SafeConstructor, problems: list[tuple[i
     return constructor.construct_object(node, deep=True)
 
 
+class _LimitExceeded(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+class _BoundedComposer(Composer):
+    """PyYAML's composer, counting what the tree will cost once aliases are expanded.
+
+    `yaml.compose` shares an aliased node, but anything that walks the tree (our `_plain`,
+    `safe_load`'s constructor for lists) pays for every expansion: nine levels of nine aliases
+    are 387 million nodes from a few hundred bytes. Here each node counts once and each alias
+    counts the expanded size and height of what it names, so a bomb, a recursive alias or a
+    too deep nesting is refused at its line while composing.
+    """
+
+    def __init__(self) -> None:
+        Composer.__init__(self)
+        self._nodes = 0
+        self._depth = 0
+        self._deepest = 0
+        self._open: set[str] = set()  # anchors whose node is being composed
+        self._cost: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
+
+    def _charge(self, nodes: int, deepest: int, mark: Any) -> None:
+        self._nodes += nodes
+        self._deepest = max(self._deepest, deepest)
+        if self._nodes > MAX_NODES:
+            raise _LimitExceeded(mark.line + 1, f"the spec expands to more than {MAX_NODES:,} "
+                                 "YAML nodes (counting every alias expanded); a spec needs "
+                                 "far fewer: remove the aliases or split the spec")
+        if self._deepest > MAX_DEPTH:
+            raise _LimitExceeded(mark.line + 1, f"nested more than {MAX_DEPTH} levels deep "
+                                 "(counting aliases expanded); a spec needs about 6")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _LimitExceeded(event.start_mark.line + 1, f"recursive alias "
+                                     f"*{event.anchor}: it refers to a node that contains it")
+            nodes, height = self._cost.get(event.anchor, (1, 1))
+            self._charge(nodes, self._depth + height, event.start_mark)
+            return super().compose_node(parent, index)  # (an undefined alias is an error)
+        anchor = getattr(event, "anchor", None)
+        before, outer = self._nodes, self._deepest
+        self._depth += 1
+        self._charge(1, self._depth, event.start_mark)
+        if anchor is not None:
+            self._open.add(anchor)
+            self._deepest = self._depth
+        node = super().compose_node(parent, index)
+        if anchor is not None:
+            self._open.discard(anchor)
+            self._cost[anchor] = (self._nodes - before, self._deepest - self._depth + 1)
+            self._deepest = max(outer, self._deepest)
+        self._depth -= 1
+        return node
+
+
+try:  # libyaml's event parser when PyYAML was built with it (3x faster)
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover
+    _Parser = None
+if _Parser is not None:
+    class _Loader(_BoundedComposer, _Parser, SafeConstructor, Resolver):
+        """libyaml's event parser under our composer (Composer first: its node methods win)."""
+
+        def __init__(self, text: str):
+            _Parser.__init__(self, text)
+            _BoundedComposer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+else:  # pragma: no cover - PyYAML without libyaml
+    class _Loader(_BoundedComposer, yaml.SafeLoader):  # type: ignore[no-redef]
+        def __init__(self, text: str):
+            yaml.SafeLoader.__init__(self, text)
+            _BoundedComposer.__init__(self)
+
+
 def _compose(text: str, path: str) -> tuple[Any, list[tuple[int, str]]]:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}:1: the spec is {size:,} bytes; at most {MAX_SPEC_BYTES:,} "
+                        "are read (a spec of 2,000 SLOs needs about half that): split it")
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+    except _LimitExceeded as e:
+        raise SpecError(f"{path}:{e.line}: {e}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -197,6 +296,8 @@ def _compose(text: str, path: str) -> tuple[Any, list[tuple[int, str]]]:
         raise SpecError(f"{where}: not valid YAML: {e.problem or e}{context}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
     if node is None:
         return None, []
     problems: list[tuple[int, str]] = []
@@ -485,6 +586,9 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
     elif not isinstance(raw_slos, _Seq) or not raw_slos:
         v.err(top.key_lines["slos"], f"slos: expected a non-empty list, got "
               f"{_describe(raw_slos)}")
+    elif len(raw_slos) > MAX_SLOS:
+        v.err(top.key_lines["slos"], f"slos: {len(raw_slos):,} SLOs; at most {MAX_SLOS:,} "
+              "in one spec: split it")
     else:
         seen: dict[str, int] = {}
         for item, line in zip(raw_slos, raw_slos.item_lines, strict=True):
@@ -533,6 +637,9 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file."""
     p = Path(path)
     try:
+        if p.stat().st_size > 4 * MAX_SPEC_BYTES:  # do not even read a huge file
+            raise SpecError(f"{p}:1: the spec is {p.stat().st_size:,} bytes; at most "
+                            f"{MAX_SPEC_BYTES:,} are read: split it")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{p}: spec file not found; pass --spec PATH") from None

@@ -1,4 +1,4 @@
-"""The seven switchable bugs and their run-time switch.
+"""The switchable bugs and their run-time switch.
 
 State lives in one small JSON file in the data dir, replaced atomically on every change and
 re-read when its inode or mtime changes (checked at most every 100 ms), so a switch made through
@@ -22,6 +22,7 @@ BUGS: tuple[str, ...] = (
     "serial_fanout",
     "error_burst",
     "broken_propagation",
+    "n_plus_one_http",
 )
 
 POLL_SECONDS = 0.1

@@ -50,7 +50,7 @@ data_dir_option = click.option("--data-dir", envvar="SUT_DATA_DIR", default=DEFA
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """The system under test: five traced Flask services with seven switchable bugs."""
+    """The system under test: five traced Flask services with switchable bugs."""
 
 
 def _server_options(func):  # type: ignore[no-untyped-def]

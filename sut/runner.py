@@ -130,10 +130,13 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
+        from sut.metrics import multiprocess_env
+
         env = service_env(self.opts)
         for service in SERVICES:
             self.procs[service] = subprocess.Popen(
-                gunicorn_command(service, self.opts), env=env, start_new_session=True,
+                gunicorn_command(service, self.opts), start_new_session=True,
+                env={**env, **multiprocess_env(self.opts.settings.data_dir, service)},
                 preexec_fn=_die_with_parent)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT,
@@ -184,7 +187,10 @@ def serve(service: str, opts: UpOptions, echo: Callable[[str], None] = print) ->
         echo(f"sut: admin token {token} (saved in {settings.token_path})")
     echo(f"{service:<18} http://{opts.bind_host}:{settings.port(service)}")
     sys.stdout.flush()
-    os.execve(sys.executable, gunicorn_command(service, opts), service_env(opts))
+    from sut.metrics import multiprocess_env
+
+    os.execve(sys.executable, gunicorn_command(service, opts),
+              {**service_env(opts), **multiprocess_env(settings.data_dir, service)})
 
 
 def up(opts: UpOptions, echo: Callable[[str], None] = print) -> int:

@@ -1,9 +1,14 @@
 """order-service: GET /orders/<id> reads the order and its items, then asks user, product,
 inventory and promotion services, in parallel (a thread pool that carries the OTel context).
 
+GET /users/<id>/orders lists a user's recent orders with their products' names, asking
+product-service for all of them in one batch call.
+
 Bugs: `serial_fanout` makes the four calls one after another; `broken_propagation` sends the
 promotion call through a hand-rolled client that forwards only the baggage header, so its
-server span starts a new trace; `error_burst` upstream turns into a 502 here."""
+server span starts a new trace; `error_burst` upstream turns into a 502 here;
+`n_plus_one_http` makes the order history fetch each product with its own call
+(`GET /products/<id>`, one after another) instead of the batch call."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sut import telemetry
-from sut.web import ApiError, Service, mark_error
+from sut.db import placeholders
+from sut.web import ApiError, Service, int_arg, mark_error
 
 
 @dataclass
@@ -148,3 +154,41 @@ def register(app: Flask, svc: Service) -> None:
                           "in_stock": stock.get(str(pid), 0) >= qty})
         return jsonify(id=order_id, created_at=created_at, user=by["user"], items=lines,
                        total_cents=total)
+
+    @app.get("/users/<int:user_id>/orders")
+    def user_orders(user_id: int):  # type: ignore[no-untyped-def]
+        limit = int_arg("limit", 10, 1, 50)
+        orders = svc.db.query(
+            "SELECT id, created_at FROM orders WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+            (user_id, limit))
+        items: list[tuple] = []
+        if orders:
+            ids = [o[0] for o in orders]
+            items = svc.db.query(
+                "SELECT order_id, product_id, quantity FROM order_items "
+                f"WHERE order_id IN ({placeholders(len(ids))}) ORDER BY order_id, product_id", ids)
+        product_ids = sorted({pid for _, pid, _ in items})
+        base = svc.settings.urls["product-service"]
+        products: dict[int, Any] = {}
+        if product_ids and svc.bugs.enabled("n_plus_one_http"):
+            for pid in product_ids:  # the bug: one call per product, one after another
+                o = fetch(Call("product", "product-service", f"{base}/products/{pid}", {}))
+                if o.error and o.status != 404:
+                    mark_error(None, o.error)
+                    return jsonify(error=f"orders of user {user_id}: {o.error}"), 502
+                if o.body and "id" in o.body:
+                    products[o.body["id"]] = o.body
+        elif product_ids:
+            o = fetch(Call("products", "product-service", f"{base}/products/batch",
+                           {"ids": ",".join(map(str, product_ids))}))
+            if o.error:
+                mark_error(None, o.error)
+                return jsonify(error=f"orders of user {user_id}: {o.error}"), 502
+            products = {p["id"]: p for p in o.body["products"]}
+        lines: dict[int, list[dict[str, Any]]] = {}
+        for order_id, pid, qty in items:
+            lines.setdefault(order_id, []).append(
+                {"product_id": pid, "name": products.get(pid, {}).get("name"), "quantity": qty})
+        return jsonify(user_id=user_id, orders=[
+            {"id": oid, "created_at": created, "items": lines.get(oid, [])}
+            for oid, created in orders])

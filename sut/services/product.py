@@ -1,4 +1,5 @@
-"""product-service: GET /products (a page with categories), GET /products/batch?ids=.
+"""product-service: GET /products (a page with categories), GET /products/batch?ids=,
+GET /products/<id>.
 
 Bug `n_plus_one`: the page loads each product's category with its own query (the lazy-loading
 ORM mistake) instead of one join."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 from flask import Flask, jsonify
 
 from sut.db import placeholders
-from sut.web import Service, int_arg, int_list
+from sut.web import ApiError, Service, int_arg, int_list
 
 DEFAULT_PAGE_SIZE = 20
 
@@ -53,3 +54,12 @@ def register(app: Flask, svc: Service) -> None:
         return jsonify(products=[
             {"id": pid, "name": r[1], "price_cents": r[2], "category_id": r[3]}
             for pid in ids if (r := found.get(pid))], missing=[p for p in ids if p not in found])
+
+    @app.get("/products/<int:product_id>")
+    def one(product_id: int):  # type: ignore[no-untyped-def]
+        rows = svc.db.query("SELECT id, name, price_cents, category_id FROM products WHERE id = ?",
+                            (product_id,))
+        if not rows:
+            raise ApiError(404, f"product {product_id} not found")
+        pid, name, price, cat_id = rows[0]
+        return jsonify(id=pid, name=name, price_cents=price, category_id=cat_id)

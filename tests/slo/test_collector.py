@@ -274,19 +274,23 @@ def test_hostile_payloads_right_status_nothing_stored_still_serving(collector, k
 
 
 def test_pressure_answers_503_with_retry_after_then_recovers(tmp_path):
-    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, max_requests=1))
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1,
+                                max_inflight_bytes=50))
     try:
         url = f"http://127.0.0.1:{run.http_port}/v1/traces"
         slow = socket.create_connection(("127.0.0.1", run.http_port))
         slow.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
-                     b"x-protobuf\r\nContent-Length: 100\r\n\r\n0123456789")
-        time.sleep(0.3)  # the slow sender now holds the only slot
+                     b"x-protobuf\r\nContent-Length: 100\r\n\r\n" + b"0123456789" * 6)
+        _wait_for(lambda: run.collector.held == 60)  # read and held: over the 50-byte budget
         r = requests.post(url, data=b"", headers=PROTO, timeout=10)
         assert r.status_code == 503 and r.headers["Retry-After"] == "1"
-        slow.sendall(b"x" * 90)
-        assert slow.recv(100).startswith(b"HTTP/1.1 400")
+        assert run.collector.stats.throttled == 1
+        slow.sendall(b"x" * 40)  # its own bytes are never refused: it finishes
+        slow.settimeout(10)
+        assert slow.recv(100).startswith(b"HTTP/1.1 200")  # (unknown fields: no spans)
         slow.close()
         _wait_for(lambda: requests.post(url, data=b"", headers=PROTO, timeout=10).ok)
+        assert run.collector.held == 0
     finally:
         run.stop()
 

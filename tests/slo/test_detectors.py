@@ -293,6 +293,44 @@ def test_clean_attributes_have_no_sensitive_data():
     assert only(run_detectors(table(t)), "sensitive_data") == []
 
 
+# ------------------------------------------------------------------ N+1 calls
+
+def history(calls: int, *, overlap: bool = False, server_child: bool = True,
+            dur: float = 1.0) -> Trace:
+    """order-service fetching products one by one: client spans with the callee's server
+    span under each (or, uninstrumented callee, only a URL)."""
+    t = Trace()
+    root = t.span("order-service", "GET /users/<int:user_id>/orders", 0, 100, kind="server")
+    for i in range(calls):
+        start = 1 + (i * 0.1 if overlap else i * (dur + 0.2))
+        c = t.span("order-service", "GET", start, dur, parent=root, kind="client",
+                   attrs={"http.request.method": "GET",
+                          "url.full": f"http://127.0.0.1:8082/products/{100 + i}?x=1"})
+        if server_child:
+            t.span("product-service", "GET /products/<int:product_id>", start + 0.1, dur - 0.2,
+                   parent=c, kind="server")
+    return t
+
+
+def test_n_plus_one_http_named_by_the_callee_server_span():
+    (f,) = only(run_detectors(table(history(6))), "n_plus_one_http")
+    assert (f["statement"], f["callee"], f["count"], len(f["calls"])) == (
+        "GET /products/<int:product_id>", "product-service", 6, 6)
+    assert f["total_ms"] == pytest.approx(6.0, abs=0.01) and f["fails"]
+
+
+def test_n_plus_one_http_route_from_the_url_when_the_callee_is_not_traced():
+    (f,) = only(run_detectors(table(history(5, server_child=False))), "n_plus_one_http")
+    assert f["statement"] == "GET /products/{id}" and f["callee"] == ""
+
+
+@pytest.mark.parametrize("kwargs", [{"calls": 4}, {"calls": 8, "overlap": True},
+                                    {"calls": 6, "dur": 0.1}])
+def test_not_n_plus_one_http(kwargs):
+    # four calls; eight in parallel; six that take 0.6 ms in all (under the 1 ms floor)
+    assert only(run_detectors(table(history(**kwargs))), "n_plus_one_http") == []
+
+
 # ------------------------------------------------------------------ config and shape
 
 def test_defaults_shape():
@@ -301,7 +339,8 @@ def test_defaults_shape():
         for key, value in opts.items():
             if key.endswith("_ms") or key.endswith("_share"):
                 assert isinstance(value, float), (name, key)
-    assert {n for n, o in DEFAULTS.items() if o["fail"]} == {"n_plus_one", "broken_trace", "serial_fanout"}
+    assert {n for n, o in DEFAULTS.items() if o["fail"]} == {"n_plus_one", "n_plus_one_http",
+                                                            "broken_trace", "serial_fanout"}
 
 
 @pytest.mark.parametrize("config", [{"nplusone": {}}, {"n_plus_one": {"min_cont": 3}}])

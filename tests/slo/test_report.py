@@ -45,12 +45,14 @@ def passing() -> dict:
 def test_files_are_written(failing: dict, tmp_path: Path) -> None:
     paths = write_reports(failing, tmp_path / "reports")
     assert sorted(p.name for p in paths.values()) == ["junit.xml", "slo-report.html",
-                                                     "slo-report.json", "slo-report.md"]
+                                                     "slo-report.json", "slo-report.md",
+                                                     "slo-report.sarif"]
     assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(failing))
     assert "<html" in paths["html"].read_text().lower()
     assert oct(paths["json"].stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name not in
-                {"junit.xml", "slo-report.html", "slo-report.json", "slo-report.md"}]
+                {"junit.xml", "slo-report.html", "slo-report.json", "slo-report.md",
+                 "slo-report.sarif"}]
 
 
 def _umask() -> int:
@@ -63,9 +65,9 @@ def test_markdown_has_table_why_and_waterfall(failing: dict) -> None:
     md = to_markdown(failing)
     assert md.startswith("## ❌ SLO check failed")
     assert "run `cand` · baseline `base`" in md
-    assert md.count("\n| order-detail |") + md.count("\n| product-list |") == len(
+    assert md.count("\n| `order-detail` |") + md.count("\n| `product-list` |") == len(
         failing["results"])
-    assert "### Why" in md and "**product-list · repeated_queries**" in md
+    assert "### Why" in md and "**`product-list` · `repeated_queries`**" in md
     assert "SELECT name FROM categories WHERE id = ?" in md
     assert "```text" in md and "◀ culprit" in md
     assert "| span group | baseline p50 (mean) | candidate p50 (mean) | share of added time |" in md
