@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest -q
 
+# mypy reads [tool.mypy] in pyproject.toml (slo/); its cache in .mypy_cache/ keeps reruns fast
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 up: $(STAMP)
 	$(BIN)/sut up

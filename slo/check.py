@@ -271,7 +271,7 @@ def summarize_run(spec: Spec, spans: pa.Table, run_id: str | None = None,
         for tid in slos[ev.slo.name]["trace_ids"].values():
             if tid not in traces and tid in trace_rows:
                 traces[tid] = trace_dict(trace_rows[tid], "baseline")
-    out = {"run_id": run_id, "run": run_info(ix, run_id, run_meta), "slos": slos,
+    out: dict[str, Any] = {"run_id": run_id, "run": run_info(ix, run_id, run_meta), "slos": slos,
            "traces": traces}
     if codes is not None:
         out["slices"] = [{"id": lb, "start_ns": st} for lb, st in zip(labels, starts,
@@ -325,6 +325,7 @@ def latency_comparisons(base: list[np.ndarray], cand: list[np.ndarray], threshol
     pooled = np.concatenate(base)
     out = []
     for st, ch in changes.items():
+        assert ch is not None  # (checked above)
         b0 = stat_of(pooled, st)
         margin = math.log1p(threshold)
         if b0 > 0:
@@ -393,7 +394,7 @@ class _Check:
     def result(self, slo: SLO, objective: str, kind: str, status: str, observed: Any,
                budget: Any, unit: str, samples: int, explanation: str,
                exemplar_row: int | None = None, **extra: Any) -> dict[str, Any]:
-        r = {"slo": slo.name, "objective": objective, "kind": kind, "status": status,
+        r: dict[str, Any] = {"slo": slo.name, "objective": objective, "kind": kind, "status": status,
              "observed": _num(observed), "budget": _num(budget), "baseline": None,
              "unit": unit, "samples": samples, "explanation": explanation,
              "trace_id": None, "baseline_trace_id": None, "p_value": None,
@@ -493,7 +494,7 @@ class _Check:
                         o.budget, "count", len(used), text, ev.rows[worst])
 
     def error_sources(self, err_rows: np.ndarray) -> str:
-        msgs = Counter()
+        msgs: Counter[str] = Counter()
         for r in self.ix.rows(err_rows[:500], ["status_message", "http_status_code"]):
             m = r["status_message"] or (f"HTTP {r['http_status_code']}"
                                         if r["http_status_code"] else "error status")
@@ -575,6 +576,7 @@ class _Check:
         comps = got and latency_comparisons(*got, threshold, ev.slo.regression.latency_min_ms)
         if not comps:
             return False
+        assert got is not None  # (comps is None without it)
         pooled_b, pooled_c = np.concatenate(got[0]), np.concatenate(got[1])
         pattern, share = shift_or_tail(pooled_b, pooled_c)
         r = self.result(ev.slo, name, "regression", "pass", None, threshold, "ms", ev.n, "",
@@ -590,6 +592,7 @@ class _Check:
         comps = got and value_comparisons(*got, threshold)
         if not comps:
             return False
+        assert got is not None  # (comps is None without it)
         unit = "ratio" if what == "errors" else "count"
         r = self.result(ev.slo, name, "regression", "pass", None, threshold, unit, ev.n, "",
                         None)

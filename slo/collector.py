@@ -420,7 +420,7 @@ class _Exchange:
             return await self._refuse(503, _UNAVAILABLE, "collector busy, retry later",
                                       as_json, body_deadline, length, _RETRY)
         if self.h.they_are_waiting_for_100_continue:
-            self.writer.write(self.h.send(h11.InformationalResponse(status_code=100)))
+            self.writer.write(self.h.send(h11.InformationalResponse(status_code=100, headers=[])))
         held = 0
         try:
             body = await self._read_body(body_deadline, limit, as_json)

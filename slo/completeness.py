@@ -26,6 +26,7 @@ Sampling signals (any one makes `detected` true):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,7 @@ class Completeness:
                 "sampled": self.detected, "signals": list(self.signals)}
 
 
-def sentence(c: dict[str, Any] | None) -> str:
+def sentence(c: Mapping[str, Any] | None) -> str:
     """One line for the terminal and Markdown reports."""
     if not c or not c.get("traces"):
         return ""

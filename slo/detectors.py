@@ -89,6 +89,13 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = N
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
+    """The one row of an aggregate query (DuckDB's `fetchone` is typed as maybe-None)."""
+    row = con.execute(sql, params or []).fetchone()
+    assert row is not None, sql
+    return row
+
+
 def _ms(ns: float | int | None) -> float:
     return round(float(ns or 0) / _NS, 3)
 
@@ -136,7 +143,7 @@ class _Context:
 
     def traces(self) -> int:
         if self._traces is None:
-            self._traces = int(self.con.execute("SELECT count(DISTINCT tid) FROM m").fetchone()[0])
+            self._traces = int(_one(self.con, "SELECT count(DISTINCT tid) FROM m")[0])
         return self._traces
 
     def db(self) -> str:
@@ -359,7 +366,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     total = ctx.traces()
     if total == 0:
         return []
-    lo, hi = ctx.con.execute("SELECT min(start_ns), max(end_ns) FROM m").fetchone()
+    lo, hi = _one(ctx.con, "SELECT min(start_ns), max(end_ns) FROM m")
     edge = int(o["edge_ms"] * _NS)
     # Edge exclusion only makes sense when the run is much longer than the edge itself.
     use_edge = edge > 0 and (hi - lo) > 4 * edge
@@ -403,7 +410,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         FROM k GROUP BY service, name, kind ORDER BY traces DESC, service, name
         """,
         [use_edge, lo, hi, edge, bool(o["entry_orphans"])],
-    ) if ctx.con.execute("SELECT count(*) FROM orphans").fetchone()[0] else []
+    ) if _one(ctx.con, "SELECT count(*) FROM orphans")[0] else []
     for r in orphans:
         if r["traces"] < need or r["traces"] < share * total:
             continue
@@ -437,7 +444,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
            SELECT c.id FROM m c ANTI JOIN m ch ON ch.pid = c.id
            WHERE c.kind = 'client' AND NOT c.is_db"""
     )
-    if not ctx.con.execute("SELECT count(*) FROM dangling_ids").fetchone()[0]:
+    if not _one(ctx.con, "SELECT count(*) FROM dangling_ids")[0]:
         return findings
     ctx.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dangling AS
@@ -583,10 +590,11 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         r.update(r.pop("x"))
-        parents = ctx.con.execute(
+        parents = _one(
+            ctx.con,
             "SELECT count(DISTINCT trace_id) FROM m WHERE service = $1 AND name = $2",
             [r["service"], r["parent_name"]],
-        ).fetchone()[0]
+        )[0]
         if r["traces"] < int(o["min_traces"]) or r["traces"] < o["min_share"] * max(parents, 1):
             continue
         saved = _ms(r["p50_saved_ns"])

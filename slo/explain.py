@@ -128,7 +128,7 @@ def attribute_profiles(
     rows = []
     for k in set(bg) | set(cg):
         b, c = bg.get(k), cg.get(k)
-        meta = c or b
+        meta = c or b or {}  # (k is in one of them)
         b_mean = b["mean_ms"] if b else 0.0
         c_mean = c["mean_ms"] if c else 0.0
         rows.append(

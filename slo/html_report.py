@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import markupsafe
@@ -118,7 +118,7 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
     if unit == "ms":
         return _fmt_ms(value)
     if unit == "ratio":
-        pct = value * 100
+        pct = float(value) * 100
         return f"{pct:.2f}%" if abs(pct) < 10 else f"{pct:.1f}%"
     if unit == "count":
         return f"{value:g}" if isinstance(value, float) else str(value)
@@ -163,7 +163,7 @@ def _iso_ns(ns: Any) -> str:
     if not isinstance(ns, Real) or isinstance(ns, bool) or ns <= 0:
         return "–"
     try:
-        return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.fromtimestamp(float(ns) / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return "–"
 
@@ -240,6 +240,8 @@ def _signature(spans: list[Mapping[str, Any]], i: int) -> tuple:
     def key(j: int) -> tuple[str, str]:
         return (str(spans[j].get("service") or "?"), str(spans[j].get("name") or ""))
 
+    path: list[tuple[str, str]]
+    j: int | None
     path, seen, j = [], set(), i
     while j is not None and j not in seen and len(path) < 64:
         seen.add(j)
@@ -304,6 +306,9 @@ class _Row:
     def __init__(self, **kw: Any):
         for k, val in kw.items():
             setattr(self, k, val)
+
+    if TYPE_CHECKING:  # the slots, set in __init__
+        def __getattr__(self, name: str) -> Any: ...
 
 
 def _span_order(spans: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
@@ -373,7 +378,7 @@ def _waterfall(
     # Drawn as the baseline beside a candidate, a trace's own culprit would mislead: what
     # matters there is the span that plays the candidate culprit's part (`match`).
     culprit = None if as_baseline else trace.get("culprit_span_id")
-    rows: list[dict[str, Any]] = []
+    rows: list[_Row] = []
     details: list[dict[str, Any]] = []
     culprit_name = None
     matched = None
@@ -452,7 +457,7 @@ def _waterfall(
         ci = next(i for i, sp in enumerate(spans) if sp.get("span_id") == culprit)
         culprit_key = _signature(spans, ci)
     step = _nice_step(scale)
-    ticks = []
+    ticks: list[dict[str, Any]] = []
     t = 0.0
     while t <= scale * 1.0001 and len(ticks) < 40:
         ticks.append({"x": round(bar_x0 + bar_w * t / scale, 1), "label": _fmt_ms(t) if t else "0"})
@@ -561,9 +566,9 @@ def _clean(values: Any) -> list[float]:
 
 def _distribution(slo: Mapping[str, Any]) -> dict[str, Any] | None:
     """Empirical CDFs of candidate and baseline latency on a log-x axis, with budget lines."""
-    lat = slo.get("latency_ms") if isinstance(slo.get("latency_ms"), Mapping) else {}
+    lat = slo["latency_ms"] if isinstance(slo.get("latency_ms"), Mapping) else {}
     cand, base = _clean(lat.get("candidate")), _clean(lat.get("baseline"))
-    budgets_raw = slo.get("budgets_ms") if isinstance(slo.get("budgets_ms"), Mapping) else {}
+    budgets_raw = slo["budgets_ms"] if isinstance(slo.get("budgets_ms"), Mapping) else {}
     budgets = {str(k): _num(v) for k, v in budgets_raw.items() if _num(v) > 0}
     if not cand and not base:
         return None
@@ -700,7 +705,7 @@ def _intervals(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 def _run_facts(run: Any) -> dict[str, Any] | None:
     if not isinstance(run, Mapping):
         return None
-    load = run.get("load") if isinstance(run.get("load"), Mapping) else {}
+    load = run["load"] if isinstance(run.get("load"), Mapping) else {}
     start, end = _num(run.get("start_ns")), _num(run.get("end_ns"))
     services = run.get("services")
     return {
@@ -729,14 +734,14 @@ def _result_sort_key(r: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
-    traces_raw = report.get("traces") if isinstance(report.get("traces"), Mapping) else {}
+    traces_raw = report["traces"] if isinstance(report.get("traces"), Mapping) else {}
     traces = {str(k): v for k, v in traces_raw.items() if isinstance(v, Mapping)}
     results = [r for r in report.get("results") or [] if isinstance(r, Mapping)]
     findings = [f for f in report.get("findings") or [] if isinstance(f, Mapping)]
     slos = [s for s in report.get("slos") or [] if isinstance(s, Mapping)]
 
     services: set[str] = set()
-    run = report.get("run") if isinstance(report.get("run"), Mapping) else {}
+    run = report["run"] if isinstance(report.get("run"), Mapping) else {}
     services.update(str(s) for s in run.get("services") or [])
     for t in traces.values():
         services |= _trace_services(t)
@@ -753,14 +758,14 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
             order.append(name)
     slo_by_name = {str(s.get("name")): s for s in slos}
     shown_traces: dict[str, str] = {}  # trace id -> anchor of its first waterfall
-    slo_views = []
-    failures = []
+    slo_views: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
     for name in order:
         rs = sorted(groups.get(name, []), key=_result_sort_key)
         objectives = []
         for r in rs:
             status = str(r.get("status") or "unknown")
-            obj = {
+            obj: dict[str, Any] = {
                 "slo": name,
                 "objective": str(r.get("objective") or "?"),
                 "kind": str(r.get("kind") or "objective"),
@@ -839,7 +844,7 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
 
     # Findings link to their trace's waterfall; traces not drawn above get their own.
     finding_views = []
-    extra_traces = []
+    extra_traces: list[dict[str, Any]] = []
     for f in findings:
         tid = f.get("trace_id")
         target = None

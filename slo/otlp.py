@@ -24,7 +24,7 @@ import math
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -141,6 +141,9 @@ class _Columns:
     def __init__(self) -> None:
         for c in COLUMNS:
             setattr(self, c, [])
+
+    if TYPE_CHECKING:  # one list per column of COLUMNS, set in __init__
+        def __getattr__(self, name: str) -> list[Any]: ...
 
     def table(self) -> pa.Table:
         arrays = []

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,8 @@ import pytest
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from _pytest._code.code import TerminalRepr
+    from pluggy import Result
 
     from slo.collector import Running
     from slo.spec import Spec
@@ -342,7 +344,7 @@ def slo_spans(request: pytest.FixtureRequest, slo_collector: SessionCollector
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[None]:
+                              ) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     rec = item.stash.get(_RECORDER, None)
     if rec is not None and rec.failures and call.when == "call":
@@ -581,7 +583,8 @@ class SpecItem(pytest.Item):
             raise SpecFailed("\n".join([f"{state.spec.path}: {spans.num_rows} spans of this "
                                         "session fail the spec:", *rows]))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[no-untyped-def, override]
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+                     ) -> str | TerminalRepr:
         if isinstance(excinfo.value, SpecFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)

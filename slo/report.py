@@ -139,7 +139,8 @@ _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 
 def md_prose(text: Any) -> str:
     """An explanation: its `code` parts as safe code spans, the rest escaped as prose."""
-    out, last = [], 0
+    out: list[str] = []
+    last = 0
     s = _one_line(text)
     for m in _CODE_SPAN.finditer(s):
         between = md_text(s[last:m.start()])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,8 @@ class _BoundedComposer(Composer):
     too deep nesting is refused at its line while composing.
     """
 
+    peek_event: Callable[[], Any]  # from the parser it is mixed with (see `_Loader`)
+
     def __init__(self) -> None:
         Composer.__init__(self)
         self._nodes = 0
@@ -237,6 +240,7 @@ class _BoundedComposer(Composer):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
+            assert event.anchor is not None and event.start_mark is not None  # (parser sets both)
             if event.anchor in self._open:
                 raise _LimitExceeded(event.start_mark.line + 1, f"recursive alias "
                                      f"*{event.anchor}: it refers to a node that contains it")
@@ -262,7 +266,7 @@ class _BoundedComposer(Composer):
 try:  # libyaml's event parser when PyYAML was built with it (3x faster)
     from yaml._yaml import CParser as _Parser
 except ImportError:  # pragma: no cover
-    _Parser = None
+    _Parser = None  # type: ignore[assignment, misc]  # PyYAML built without libyaml
 if _Parser is not None:
     class _Loader(_BoundedComposer, _Parser, SafeConstructor, Resolver):
         """libyaml's event parser under our composer (Composer first: its node methods win)."""
@@ -567,6 +571,7 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
     top = v.mapping(doc, 1, "the spec")
     if top is None:
         _raise(v)
+    assert top is not None  # (mapping() recorded why it is None, so _raise raised)
     v.unknown_keys(top, TOP_KEYS, "the spec")
     version = top.get("version")
     if "version" not in top:

@@ -94,15 +94,15 @@ def _sqlglot_tokens(statement: str) -> Iterator[Token]:
             yield LITERAL, text
         elif tt == TokenType.IDENTIFIER:
             yield QIDENT, text
-        elif glued and tt == TokenType.MOD and nxt.text == "s":  # %s
+        elif glued and nxt is not None and tt == TokenType.MOD and nxt.text == "s":  # %s
             yield PARAM, "?"
             i += 1
-        elif (glued and tt == TokenType.MOD and nxt.token_type == TokenType.L_PAREN
+        elif (glued and nxt is not None and tt == TokenType.MOD and nxt.token_type == TokenType.L_PAREN
               and i + 4 < n and toks[i + 3].token_type == TokenType.R_PAREN
               and toks[i + 4].text == "s"):  # %(name)s
             yield PARAM, "?"
             i += 4
-        elif glued and ((tt == TokenType.PARAMETER and nxt.token_type == TokenType.NUMBER)
+        elif glued and nxt is not None and ((tt == TokenType.PARAMETER and nxt.token_type == TokenType.NUMBER)
                         or (tt == TokenType.COLON and nxt.token_type in _NAMES)):  # $1, :name
             yield PARAM, "?"
             i += 1

@@ -11,7 +11,9 @@ and say so, rather than dress up a guess as a p-value.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +82,8 @@ def proportion_greater(base_events: int, base_n: int, cand_events: int, cand_n: 
     table = [[cand_events, cand_n - cand_events], [base_events, base_n - base_events]]
     from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
 
-    p = float(sps.fisher_exact(table, alternative="greater").pvalue)
+    # scipy-stubs types `table` as an ndarray; SciPy documents (and takes) any 2x2 array_like
+    p = float(sps.fisher_exact(table, alternative="greater").pvalue)  # type: ignore[arg-type]
     if p < alpha:
         return TestResult(p, True, f"significant (Fisher exact, {_p(p)} < {alpha:g})")
     return TestResult(p, False, f"not significant (Fisher exact, {_p(p)} >= {alpha:g})")
@@ -106,7 +109,8 @@ def tail_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | lis
     table = [[ca, c.size - ca], [ba, b.size - ba]]
     from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
 
-    p = float(sps.fisher_exact(table, alternative="greater").pvalue)
+    # scipy-stubs types `table` as an ndarray; SciPy documents (and takes) any 2x2 array_like
+    p = float(sps.fisher_exact(table, alternative="greater").pvalue)  # type: ignore[arg-type]
     share = f"{ca / c.size * 100:.0f}% of requests above the baseline's p{q:g} (was " \
             f"{ba / b.size * 100:.0f}%)"
     if p < alpha:
@@ -342,11 +346,12 @@ def fmt_confidence(c: float | None) -> str:
     return ">99.99%"
 
 
-def interval_text(x: dict, unit: str) -> str:
+def interval_text(x: Mapping[str, Any], unit: str) -> str:
     """'p90 +883% [+610%, +1,100%], 99%' (latency) or '+1.00 [+0.98, +1.02], 99%' (counts).
 
     `x` carries stat, change, ci_low, ci_high, confidence (a regression result or one of its
     comparisons); without an interval (a request-level comparison) only the change."""
+    f: Callable[[float | None], str]
     if unit == "ms":
         f, head = fmt_rel, f"{x.get('stat') or ''} ".lstrip()
     elif unit == "ratio":

@@ -378,7 +378,7 @@ class StoreWriter:
                 self._pending.append(self._seg_path)
                 for closing in (self._writer, self._file):
                     with contextlib.suppress(Exception):
-                        closing.close()
+                        closing.close()  # type: ignore[union-attr]  # None: suppressed above
                 self._writer = self._file = self._seg_path = None
                 raise
             self._seg_bytes += table.nbytes

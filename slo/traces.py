@@ -8,7 +8,7 @@ without the store. The shape is the `traces` entry of docs/architecture.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ def _attrs(raw: Any, compact: bool) -> dict[str, Any]:
     return attrs
 
 
-def subtree(rows: list[Mapping[str, Any]], root_span_id: str) -> list[Mapping[str, Any]]:
+def subtree(rows: Sequence[Mapping[str, Any]], root_span_id: str) -> list[Mapping[str, Any]]:
     """The rows of the subtree rooted at `root_span_id` (itself included)."""
     children: dict[str, list[Mapping[str, Any]]] = {}
     by_id = {}

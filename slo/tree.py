@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -344,7 +344,7 @@ def _hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
         parts = [_hex64(c) for c in col.chunks]
         if any(p is None for p in parts):
             return None
-        return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+        return np.concatenate(cast(list[np.ndarray], parts)) if parts else np.zeros(0, np.uint64)
     if col.null_count:
         col = col.fill_null("")
     padded = pc.utf8_rpad(col, 16, "0").cast(pa.string())

@@ -117,10 +117,11 @@ def budget(result: Mapping[str, Any]) -> str:
     b, unit = result.get("budget"), result.get("unit")
     if result.get("kind") != "regression":
         return value(b, unit)
-    if _finite(b) is None:
+    fb = _finite(b)
+    if fb is None:
         return MISSING
     if str(result.get("objective", "")).startswith("latency"):
-        return f"+{float(b) * 100:g}% vs baseline"
+        return f"+{fb * 100:g}% vs baseline"
     if unit == "ratio":
         return points(b)
     return f"+{count(b)}"

@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from slo.commands import CannotRun
 from slo.errors import SloError
+
+if TYPE_CHECKING:
+    from slo.collector import Running
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024, "m": 10**6,
@@ -28,7 +32,7 @@ def parse_size(text: str) -> int:
 class _Size(click.ParamType):
     name = "SIZE"
 
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
         try:
@@ -72,7 +76,7 @@ def command(store: str, host: str, port: int, grpc_port: int, run_id: str, token
                              run_id=run_id, token=token or None, forward=forward or None,
                              max_body=max_body)
     try:
-        stats = serve(config, ready=lambda r: click.echo(r.describe(), nl=True) or _flush())
+        stats = serve(config, ready=_announce)
     except (OSError, SloError) as e:
         raise CannotRun(f"slo collect: {e}") from None
     click.echo(f"slo collect stopped: {stats.spans} spans stored from {stats.requests} "
@@ -80,9 +84,10 @@ def command(store: str, host: str, port: int, grpc_port: int, run_id: str, token
                f"requests, {stats.throttled} throttled", err=True)
 
 
-def _flush() -> None:
+def _announce(running: Running) -> None:
     import sys
 
+    click.echo(running.describe(), nl=True)
     sys.stdout.flush()
 
 

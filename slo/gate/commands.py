@@ -14,8 +14,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from slo.gate.base import SIDES, Target
-from slo.gate.procs import GateError, Proc, http_status
-from slo.gate.urls import health_url, healthy
+from slo.gate.procs import GateError, Proc
+from slo.gate.urls import answers, health_url
 from slo.ports import free_port
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class CommandsTarget(Target):
     def ready(self, gate: Gate) -> None:
         for side in SIDES:
             url = health_url(self.host(side), self.health)
-            gate.wait_until(f"the {side} ({url})", lambda u=url: healthy(http_status(u)),
+            gate.wait_until(f"the {side} ({url})", answers(url),
                             [self.procs[side]], self.timeout)
 
     def host(self, side: str) -> str:

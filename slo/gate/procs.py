@@ -102,15 +102,15 @@ def _raise_interrupted(signum: int, _frame: Any) -> None:
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}; stopped everything")
 
 
-def install_signal_handlers() -> dict[int, Any]:
-    previous = {}
+def install_signal_handlers() -> dict[signal.Signals, Any]:
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
             previous[sig] = signal.signal(sig, _raise_interrupted)
     return previous
 
 
-def restore_signal_handlers(previous: dict[int, Any]) -> None:
+def restore_signal_handlers(previous: dict[signal.Signals, Any]) -> None:
     for sig, handler in previous.items():
         with contextlib.suppress(ValueError, TypeError):
             signal.signal(sig, handler)

@@ -6,6 +6,7 @@ mode, so an ordinary OTEL_EXPORTER_OTLP_ENDPOINT=http://<gate host>:4318 reaches
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slo.gate.base import Target
@@ -22,6 +23,11 @@ def health_url(base: str, health: str) -> str:
 def healthy(status: int | None) -> bool:
     """Any HTTP answer below 500 means the service is up (a 404 on `/` is still an answer)."""
     return status is not None and status < 500
+
+
+def answers(url: str) -> Callable[[], bool]:
+    """A readiness probe for `Gate.wait_until`: does `url` answer (below 500)?"""
+    return lambda: healthy(http_status(url))
 
 
 class UrlsTarget(Target):
@@ -43,7 +49,7 @@ class UrlsTarget(Target):
         for side, url in self.urls.items():
             target = health_url(url, self.health)
             gate.say(f"waiting for the {side} at {target}")
-            gate.wait_until(f"{side} {target}", lambda t=target: healthy(http_status(t)), [],
+            gate.wait_until(f"{side} {target}", answers(target), [],
                             self.timeout)
 
     def host(self, side: str) -> str:

@@ -214,7 +214,8 @@ def _evaluator(environment: Any, state: dict[str, Any], live_state: LiveState) -
         if run.get("end_ns") and time.time_ns() - run["end_ns"] > 60e9:
             continue  # stopped a while ago: keep showing the last result
         try:
-            report, msg = pool.spawn(
+            # types-gevent: AsyncResult.get() is `T | None`; blocking, it returns T or raises
+            report, msg = pool.spawn(  # type: ignore[misc]
                 live.evaluate_window,
                 spec,
                 getattr(opts, "slo_store", ".slo/store"),
