@@ -215,6 +215,32 @@ def test_hostile_chunked_bodies(collector, chunks):
     s.close()
 
 
+def test_expect_100_continue_gets_continue_then_stores(collector):
+    """curl and many clients send `Expect: 100-continue` before a large body."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    body = encode_spans(_spans(4, "cont", run_id="run-100-continue")).SerializeToString()
+    s = socket.create_connection(("127.0.0.1", collector.http_port))
+    s.settimeout(20)
+    s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
+              b"\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        got = s.recv(4096)
+        assert got, f"connection closed before 100 Continue: {interim!r}"
+        interim += got
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    s.sendall(body)
+    final = interim.split(b"\r\n\r\n", 1)[1]
+    while b"\r\n\r\n" not in final:
+        got = s.recv(4096)
+        assert got, f"connection closed before the response: {final!r}"
+        final += got
+    s.close()
+    assert final.startswith(b"HTTP/1.1 200 "), final
+    assert SpanStore(collector.store).read("run-100-continue").num_rows == 4
+
+
 def test_size_limits_and_gzip_bomb(collector):
     before = _total(collector.store)
     bomb = gzip.compress(b"\x0a" * (50 * 1024 * 1024))  # 50 MiB of zeros -> ~50 KiB
