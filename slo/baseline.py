@@ -27,7 +27,7 @@ VERSION = 1
 KIND = "slo-baseline"
 
 
-def build_baseline(spec: Spec, spans: pa.Table, run_meta: dict | None = None, *,
+def build_baseline(spec: Spec, spans: pa.Table, run_meta: dict[str, Any] | None = None, *,
                    run_id: str | None = None, slices: Any = None) -> dict[str, Any]:
     """The baseline of one run under `spec`: {"version": 1, "kind": "slo-baseline", ...}.
 
@@ -41,7 +41,7 @@ def build_baseline(spec: Spec, spans: pa.Table, run_meta: dict | None = None, *,
             "spec": spec.path, **body}
 
 
-def save_baseline(baseline: dict[str, Any], path: str | os.PathLike) -> Path:
+def save_baseline(baseline: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write atomically (a half-written baseline must never be read back); `.gz` compresses."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def save_baseline(baseline: dict[str, Any], path: str | os.PathLike) -> Path:
     return p
 
 
-def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
+def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a baseline; `BaselineError` (one line) when missing, corrupt or of another version."""
     p = Path(path)
     try:

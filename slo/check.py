@@ -821,10 +821,11 @@ class _Check:
                     "or maximum beyond the threshold fails)")
         self.said_fallback(r)
 
-    def regress_db_queries(self, ev, base, threshold, name) -> None:
+    def regress_db_queries(self, ev: SloEval, base: dict, threshold: float, name: str) -> None:
         self._regress_count(ev, base, threshold, name, "db_queries", ev.counts.db_queries)
 
-    def regress_repeated_queries(self, ev, base, threshold, name) -> None:
+    def regress_repeated_queries(self, ev: SloEval, base: dict, threshold: float,
+                                 name: str) -> None:
         self._regress_count(ev, base, threshold, name, "repeated_queries", ev.counts.repeated)
 
     def statement_changes(self, ev: SloEval, base: dict) -> str:

@@ -318,7 +318,7 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict[str, Path]:
+def write_reports(report: dict[str, Any], report_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the four report files into `report_dir` (created); returns their paths."""
     report = strict_json(report)
     d = Path(report_dir)

@@ -163,14 +163,14 @@ def parse_percent(value: Any) -> float | None:
 # YAML with line numbers
 
 
-class _Map(dict):
+class _Map(dict[Any, Any]):
     """A mapping that remembers the line of each key (1-based) and its own line."""
 
     line: int = 0
     key_lines: dict[Any, int]
 
 
-class _Seq(list):
+class _Seq(list[Any]):
     line: int = 0
     item_lines: list[int]
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,9 @@ import pyarrow.compute as pc
 
 from slo.spans import STATUS_ERROR
 from slo.sqlnorm import normalize
+
+if TYPE_CHECKING:
+    from slo.spec import Selector
 
 #: DB systems that are caches: a cache hit is the opposite of a query, so they do not count.
 CACHE_SYSTEMS = frozenset({"redis", "memcached", "valkey"})
@@ -93,7 +96,7 @@ class RunIndex:
                 self._dict_cache[name] = (idx.astype(np.int64), enc.dictionary.to_pylist())
         return self._dict_cache[name]
 
-    def match(self, name: str, predicate) -> np.ndarray:
+    def match(self, name: str, predicate: Callable[[Any], bool]) -> np.ndarray:
         """Boolean mask of rows whose `name` column satisfies `predicate` (per distinct value)."""
         idx, values = self.codes(name)
         ok = np.fromiter((bool(predicate(v)) for v in values), bool, len(values))
@@ -263,7 +266,7 @@ class RunIndex:
 
     # -- selection -------------------------------------------------------------------------
 
-    def select(self, selector) -> np.ndarray:
+    def select(self, selector: Selector) -> np.ndarray:
         """Rows matched by a `slo.spec.Selector`, as sorted row numbers."""
         mask = np.ones(self.n, bool)
         if selector.service is not None:

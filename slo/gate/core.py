@@ -163,7 +163,7 @@ class Gate:
         write_slice(self.run_id_file, run_id, host)
 
     def spawn(self, name: str, cmd: list[str] | str, env: dict[str, str], *,
-              cwd: str | os.PathLike | None = None, shell: bool = False) -> Proc:
+              cwd: str | os.PathLike[str] | None = None, shell: bool = False) -> Proc:
         """Start a child in its own process group, output to <workdir>/<name>.log."""
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
@@ -469,7 +469,7 @@ def _relabel(table: Any, run_id: str) -> Any:
     return table.set_column(idx, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
 
 
-def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list[str]) -> dict:
+def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list[str]) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     roots = int(pc.sum(pc.equal(spans["parent_span_id"], "")).as_py() or 0) if spans.num_rows else 0

@@ -56,7 +56,7 @@ class Proc:
     """A child in its own process group, its log file, and how to stop it."""
 
     name: str
-    popen: subprocess.Popen
+    popen: subprocess.Popen[bytes]
     log_path: Path
 
     def alive(self) -> bool:
