@@ -376,9 +376,9 @@ class StoreWriter:
                 # a torn batch ends what readers can see of this segment: never append
                 # after it; the next request starts a fresh segment
                 self._pending.append(self._seg_path)
-                for closing in (self._writer, self._file):
+                for closing in (c for c in (self._writer, self._file) if c is not None):
                     with contextlib.suppress(Exception):
-                        closing.close()  # type: ignore[union-attr]  # None: suppressed above
+                        closing.close()
                 self._writer = self._file = self._seg_path = None
                 raise
             self._seg_bytes += table.nbytes
