@@ -183,5 +183,7 @@ def test_gate_with_several_locust_processes(tmp_path: Path) -> None:
     assert "db_queries_regression" in product_list, _failing(report)
     baseline = [r for r in report["results"]
                 if r["slo"] == "product-list" and r["objective"] == "db_queries_regression"][0]
-    assert baseline["baseline"] <= 2 and baseline["samples"] > 0, baseline
+    # the baseline side ran without the bug: its mean count per request (2 without the bug, 21
+    # with it) stays far below the candidate's, even if a request or two straddles a switch
+    assert baseline["samples"] > 0 and baseline["baseline"] < baseline["observed"] / 3, baseline
     _no_leftovers(done.stdout)
