@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from slo import units
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -439,12 +441,11 @@ class SloView:
 
 
 def _fmt(value: float, objective: str) -> str:
-    from slo.check import fmt_value
     from slo.spec import UNITS
 
     if math.isnan(value):
         return "no data"
-    return fmt_value(value, UNITS[objective])
+    return units.value(value, UNITS[objective])
 
 
 def _coerce(objective: str, other: Any) -> Any:
@@ -555,7 +556,7 @@ class SpecItem(pytest.Item):
     """`--slo-spec`: the whole spec over the session's spans, one test result."""
 
     def runtest(self) -> None:
-        from slo.check import fmt_value, run_check
+        from slo.check import run_check
 
         state: SloSession = self.config.stash[_STATE]
         assert state.spec is not None
@@ -569,11 +570,11 @@ class SpecItem(pytest.Item):
             status = r["status"]
             self.user_properties.append(
                 (f"{r['slo']}/{r['objective']}",
-                 f"{status} {fmt_value(r['observed'], r['unit'])} "
-                 f"(budget {fmt_value(r['budget'], r['unit'])})"))
+                 f"{status} {units.value(r['observed'], r['unit'])} "
+                 f"(budget {units.value(r['budget'], r['unit'])})"))
             rows.append(f"{status.upper():8} {r['slo']} {r['objective']}: "
-                        f"{fmt_value(r['observed'], r['unit'])} (budget "
-                        f"{fmt_value(r['budget'], r['unit'])}) {r['explanation']}")
+                        f"{units.value(r['observed'], r['unit'])} (budget "
+                        f"{units.value(r['budget'], r['unit'])}) {r['explanation']}")
         for f in report["findings"]:
             if f.get("fails"):
                 rows.append(f"FINDING  {f['detector']}: {f['message']}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from slo import sqlnorm
+from slo import sqlnorm, units
 from slo.critical_path import critical_path
 from slo.explain import culprit as find_culprit
 
@@ -71,12 +71,6 @@ def _ordered(spans: list[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any
         if str(s.get("span_id")) not in seen:
             out.append((0, s))
     return out
-
-
-def _fmt_ms(ms: float) -> str:
-    if ms < 0.1:
-        return f"{ms * 1000:.0f} µs"
-    return f"{ms:.1f} ms" if ms < 10000 else f"{ms / 1000:.2f} s"
 
 
 def _rows(
@@ -156,7 +150,7 @@ def render(
     ids = {str(s.get("span_id")) for s in spans}
     roots = sum(1 for s in spans if not s.get("parent_span_id"))
     orphans = sum(1 for s in spans if s.get("parent_span_id") and str(s["parent_span_id"]) not in ids)
-    header = f"trace {tid}  {_fmt_ms(total)}  {len(spans)} spans"
+    header = f"trace {tid}  {units.duration_ms(total)}  {len(spans)} spans"
     problems = []
     if roots != 1:
         problems.append(f"{roots} roots")
@@ -166,7 +160,7 @@ def render(
         header += f"  (broken trace: {', '.join(problems)})"
     lines = [header, f"{SOLID} critical path   {LIGHT} off the critical path"]
     # A time axis over the bars: 0 on the left, the trace's length on the right.
-    end_label = _fmt_ms(total)
+    end_label = units.duration_ms(total)
     axis = "0" + " " * max(bar_w - 1 - len(end_label), 1) + end_label
     lines.append(f"{'':<{label_w}}  {axis}")
 
@@ -185,7 +179,7 @@ def render(
         sids = {str(s.get("span_id")) for s in group}
         ch = SOLID if sids & critical else LIGHT
         bar = " " * a + ch * (b - a) + " " * (bar_w - b)
-        line = f"{text:<{label_w}} |{bar}| {_fmt_ms(sum(durs)):>{dur_w}}"
+        line = f"{text:<{label_w}} |{bar}| {units.duration_ms(sum(durs)):>{dur_w}}"
         if culprit_span_id and culprit_span_id in sids:
             line += " " + MARK
         lines.append(line)
