@@ -417,6 +417,7 @@ class SloView:
 
     def statements(self, objective: str) -> list[tuple[int, str, str]]:
         """(runs, service, normalized statement) under the exemplar span, most runs first."""
+        from slo.spans import statement as db_statement
         from slo.sqlnorm import normalize
         from slo.traces import subtree
 
@@ -426,10 +427,9 @@ class SloView:
         spans = subtree(trace["spans"], r.get("span_id") or "") or trace["spans"]
         counts: Counter[tuple[str, str]] = Counter()
         for s in spans:
-            attrs = s.get("attributes") or {}
-            stmt = attrs.get("db.query.text") or attrs.get("db.statement")
+            stmt = db_statement(s.get("attributes") or {})
             if stmt:
-                counts[(str(s.get("service") or ""), normalize(str(stmt)))] += 1
+                counts[(str(s.get("service") or ""), normalize(stmt))] += 1
         return [(n, svc, stmt) for (svc, stmt), n in
                 sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 

@@ -18,6 +18,7 @@ from typing import Any
 from slo import sqlnorm
 from slo.critical_path import critical_path
 from slo.explain import culprit as find_culprit
+from slo.spans import statement as db_statement
 
 SOLID, LIGHT = "█", "░"
 MARK = "◀ culprit"
@@ -27,7 +28,7 @@ def _label(span: Mapping[str, Any], parent_service: str | None) -> str:
     """Service and name; a DB span shows its statement, without the service when it is
     the parent's (the indentation already says whose query it is)."""
     attrs = span.get("attributes") or {}
-    statement = attrs.get("db.query.text") or attrs.get("db.statement")
+    statement = db_statement(attrs)
     service = str(span.get("service") or "")
     if statement:
         what = sqlnorm.short(str(statement), 70)
