@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind
 from slo.cli import main as slo_main
 from slo.collector import CollectorConfig, start
 from slo.errors import SourceError
+from slo.ports import free_port
 from slo.store import SpanStore
 
 LISTENING = re.compile(r"listening: OTLP/HTTP http://[^:]+:(\d+)/v1/traces, OTLP/gRPC [^:]+:(\d+)")
@@ -351,10 +352,7 @@ def test_token_required_on_both_protocols_and_forwarding(tmp_path):
 
 
 def test_forward_target_down_then_back_gets_everything(tmp_path):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nobody listens there yet
+    port = free_port()  # nobody listens there yet
     run = start(CollectorConfig(store=str(tmp_path / "a"), port=0, grpc_port=-1,
                                 forward=f"http://127.0.0.1:{port}/"))
     url = f"http://127.0.0.1:{run.http_port}/v1/traces"
