@@ -581,7 +581,9 @@ class SpecItem(pytest.Item):
             raise SpecFailed("\n".join([f"{state.spec.path}: {spans.num_rows} spans of this "
                                         "session fail the spec:", *rows]))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[no-untyped-def, override]
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None
+    ) -> str:
         if isinstance(excinfo.value, SpecFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
