@@ -22,22 +22,17 @@ from typing import Any
 
 from slo import sqlnorm, units
 from slo.critical_path import exclusive_segments, self_times, union_ms
+from slo.spans import statement as db_statement
 
 Group = tuple[str, str, str | None]
-
-_STATEMENT_ATTRS = ("db.query.text", "db.statement")
 
 #: Growth below this (ms per request) is float noise, not a contribution.
 _NOISE_MS = 1e-6
 
 
 def _statement(span: Mapping[str, Any]) -> str | None:
-    attrs = span.get("attributes") or {}
-    for key in _STATEMENT_ATTRS:
-        value = attrs.get(key)
-        if value:
-            return sqlnorm.normalize(str(value))
-    return None
+    value = db_statement(span.get("attributes") or {})
+    return sqlnorm.normalize(value) if value else None
 
 
 def group_of(span: Mapping[str, Any]) -> Group:

@@ -26,6 +26,7 @@ import jinja2
 import markupsafe
 
 from slo import units
+from slo.critical_path import tree_order
 
 __all__ = ["render_html", "render_trace_html", "service_colors"]
 
@@ -251,48 +252,6 @@ class _Row:
             setattr(self, k, val)
 
 
-def _span_order(spans: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """(index, depth) in tree pre-order, children by start; orphans become roots.
-
-    Spans whose parent is missing (broken propagation, capped traces) are drawn as roots so
-    that nothing is hidden; cycles in bad input cannot loop.
-    """
-    ids = {}
-    for i, s in enumerate(spans):
-        sid = s.get("span_id")
-        if sid and sid not in ids:
-            ids[sid] = i
-    children: dict[int, list[int]] = {}
-    roots: list[int] = []
-    for i, s in enumerate(spans):
-        parent = s.get("parent_span_id")
-        pi = ids.get(parent) if parent else None
-        if pi is None or pi == i:
-            roots.append(i)
-        else:
-            children.setdefault(pi, []).append(i)
-
-    def start(i: int) -> float:
-        return _num(spans[i].get("start_ms"))
-
-    order: list[tuple[int, int]] = []
-    seen: set[int] = set()
-    stack = [(i, 0) for i in sorted(roots, key=start, reverse=True)]
-    while stack:
-        i, depth = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        order.append((i, depth))
-        for c in sorted(children.get(i, ()), key=start, reverse=True):
-            stack.append((c, depth + 1))
-    # Spans only reachable through a cycle: append them flat rather than drop them.
-    for i in range(len(spans)):
-        if i not in seen:
-            order.append((i, 0))
-    return order
-
-
 def _truncate(text: str, chars: int) -> str:
     if chars < 4:
         chars = 4
@@ -323,7 +282,7 @@ def _waterfall(
     culprit_name = None
     matched = None
     match_idx = _find_signature(spans, match) if match is not None and not culprit else set()
-    for n, (i, depth) in enumerate(_span_order(spans)):
+    for n, (i, depth) in enumerate(tree_order(spans)):
         s = spans[i]
         start = max(_num(s.get("start_ms")), 0.0)
         dur = max(_num(s.get("duration_ms")), 0.0)

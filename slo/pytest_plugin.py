@@ -419,6 +419,7 @@ class SloView:
 
     def statements(self, objective: str) -> list[tuple[int, str, str]]:
         """(runs, service, normalized statement) under the exemplar span, most runs first."""
+        from slo.spans import statement as db_statement
         from slo.sqlnorm import normalize
         from slo.traces import subtree
 
@@ -428,10 +429,9 @@ class SloView:
         spans = subtree(trace["spans"], r.get("span_id") or "") or trace["spans"]
         counts: Counter[tuple[str, str]] = Counter()
         for s in spans:
-            attrs = s.get("attributes") or {}
-            stmt = attrs.get("db.query.text") or attrs.get("db.statement")
+            stmt = db_statement(s.get("attributes") or {})
             if stmt:
-                counts[(str(s.get("service") or ""), normalize(str(stmt)))] += 1
+                counts[(str(s.get("service") or ""), normalize(stmt))] += 1
         return [(n, svc, stmt) for (svc, stmt), n in
                 sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
@@ -582,7 +582,9 @@ class SpecItem(pytest.Item):
             raise SpecFailed("\n".join([f"{state.spec.path}: {spans.num_rows} spans of this "
                                         "session fail the spec:", *rows]))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[no-untyped-def, override]
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None
+    ) -> str:
         if isinstance(excinfo.value, SpecFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from slo import sqlnorm, units
-from slo.critical_path import critical_path
+from slo.critical_path import critical_path, tree_order
 from slo.explain import culprit as find_culprit
+from slo.spans import statement as db_statement
 
 SOLID, LIGHT = "█", "░"
 MARK = "◀ culprit"
@@ -27,7 +28,7 @@ def _label(span: Mapping[str, Any], parent_service: str | None) -> str:
     """Service and name; a DB span shows its statement, without the service when it is
     the parent's (the indentation already says whose query it is)."""
     attrs = span.get("attributes") or {}
-    statement = attrs.get("db.query.text") or attrs.get("db.statement")
+    statement = db_statement(attrs)
     service = str(span.get("service") or "")
     if statement:
         what = sqlnorm.short(str(statement), 70)
@@ -39,38 +40,6 @@ def _label(span: Mapping[str, Any], parent_service: str | None) -> str:
     return text
 
 
-def _ordered(spans: list[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
-    """Depth-first by start time; spans whose parent is absent start at depth 0."""
-    ids = {str(s.get("span_id")) for s in spans}
-    children: dict[str, list[Mapping[str, Any]]] = {}
-    roots = []
-    for s in spans:
-        parent = str(s.get("parent_span_id") or "")
-        if parent and parent in ids and parent != str(s.get("span_id")):
-            children.setdefault(parent, []).append(s)
-        else:
-            roots.append(s)
-
-    def key(s: Mapping[str, Any]) -> tuple[float, float]:
-        return (float(s.get("start_ms") or 0.0), -float(s.get("duration_ms") or 0.0))
-
-    out: list[tuple[int, Mapping[str, Any]]] = []
-    seen: set[str] = set()
-    stack = [(0, s) for s in sorted(roots, key=key, reverse=True)]
-    while stack:
-        depth, s = stack.pop()
-        sid = str(s.get("span_id"))
-        if sid in seen:
-            continue
-        seen.add(sid)
-        out.append((depth, s))
-        for c in sorted(children.get(sid, []), key=key, reverse=True):
-            stack.append((depth + 1, c))
-    # Spans only reachable through a parent-id cycle: list them flat rather than drop them.
-    for s in spans:
-        if str(s.get("span_id")) not in seen:
-            out.append((0, s))
-    return out
 
 
 def _rows(
@@ -130,7 +99,7 @@ def render(
         parent = str(s.get("parent_span_id") or "")
         if parent in services and services[parent] != services[str(s.get("span_id"))]:
             callee.setdefault(parent, services[str(s.get("span_id"))])
-    ordered = _ordered(spans)
+    ordered = [(depth, spans[i]) for i, depth in tree_order(spans)]
     labels = []
     for depth, s in ordered:
         label = "  " * min(depth, 12) + _label(s, services.get(str(s.get("parent_span_id") or "")))
