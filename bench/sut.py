@@ -54,7 +54,7 @@ class Sink:
             def log_message(self, *a: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 sink.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")

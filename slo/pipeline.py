@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from slo import units
 from slo.errors import SloError
 
 
@@ -87,8 +88,8 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
         unit = r.get("unit") or ""
         lines.append(
             f"  FAIL {r.get('slo')} {r.get('objective')} [{r.get('status')}]: "
-            f"observed {_num(r.get('observed'), unit)}, budget {_num(r.get('budget'), unit)}"
-            + (f", baseline {_num(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
+            f"observed {units.value(r.get('observed'), unit)}, budget {units.value(r.get('budget'), unit)}"
+            + (f", baseline {units.value(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
         )
         if r.get("explanation"):
             lines.append(f"       {r['explanation']}")
@@ -104,16 +105,6 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
     if report_dir:
         lines.append(f"reports: {Path(report_dir) / 'slo-report.html'} (and .json, .md, junit.xml)")
     return "\n".join(lines)
-
-
-def _num(v: Any, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ratio":
-        return f"{float(v) * 100:.2f}%"
-    if unit == "ms":
-        return f"{float(v):.1f} ms"
-    return f"{float(v):g}"
 
 
 @dataclass

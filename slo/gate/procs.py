@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from slo.errors import SloError
+from slo.ports import port_open as port_open  # re-exported: slo.gate.core imports it here
 
 
 class GateError(SloError):
@@ -27,12 +27,6 @@ class GateError(SloError):
 
 class Interrupted(GateError):
     """SIGTERM/SIGINT arrived: stop everything and leave."""
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
 
 
 def http_ok(url: str) -> bool:

@@ -15,13 +15,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+
+from slo.ports import port_open
 
 pytestmark = pytest.mark.e2e
 
@@ -102,9 +103,7 @@ def _no_leftovers(out: str) -> None:
     assert collector and sut, out
     ports = [int(collector.group(1)), *range(int(sut.group(1)), int(sut.group(2)) + 1)]
     for port in ports:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after the gate"
+        assert not port_open(port, timeout=0.5), f"port {port} still open after the gate"
 
 
 def _failing(report: dict) -> list[dict]:

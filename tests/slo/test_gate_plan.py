@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from slo.gate import (
     summary_text,
     wait_for_spans,
 )
+from slo.ports import check_bindable
 from slo.spec import load_spec
 
 
@@ -66,25 +68,19 @@ class _Store:
         return [_Run("a", n), _Run("other", 999)]
 
 
-def test_wait_for_spans_returns_once_stable() -> None:
+def test_wait_for_spans_returns_once_stable(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = {"t": 0.0}
 
     def sleep(s: float) -> None:
         clock["t"] += s
 
-    import slo.gate as gate
-
-    real = gate.time.monotonic
-    gate.time.monotonic = lambda: clock["t"]  # type: ignore[assignment]
-    try:
-        store = _Store([0, 10, 20, 30, 30, 30, 30, 30, 30, 30], fail_first=1)
-        assert wait_for_spans(store, ["a"], settle=1.0, poll=0.25, sleep=sleep) == 30
-        store = _Store([5] * 1000)
-        # fewer spans than expected: waits at least max(settle, 5 s), not forever
-        assert wait_for_spans(store, ["a"], expected_roots=50, settle=1.0, poll=0.25,
-                              timeout=30, sleep=sleep) == 5
-    finally:
-        gate.time.monotonic = real  # type: ignore[assignment]
+    monkeypatch.setattr(time, "monotonic", lambda: clock["t"])
+    store = _Store([0, 10, 20, 30, 30, 30, 30, 30, 30, 30], fail_first=1)
+    assert wait_for_spans(store, ["a"], settle=1.0, poll=0.25, sleep=sleep) == 30
+    store = _Store([5] * 1000)
+    # fewer spans than expected: waits at least max(settle, 5 s), not forever
+    assert wait_for_spans(store, ["a"], expected_roots=50, settle=1.0, poll=0.25,
+                          timeout=30, sleep=sleep) == 5
 
 
 def test_summary_names_failures_and_findings() -> None:
@@ -107,16 +103,7 @@ def test_summary_names_failures_and_findings() -> None:
 
 
 def test_free_port_range_is_bindable() -> None:
-    import socket
-
     base = free_port_range(5)
-    socks = []
-    try:
-        for p in range(base, base + 5):
-            s = socket.socket()
-            socks.append(s)
-            s.bind(("127.0.0.1", p))
-    finally:
-        for s in socks:
-            s.close()
+    for p in range(base, base + 5):
+        check_bindable(p)
     assert os.environ is not None
