@@ -87,6 +87,40 @@ def test_wait_for_spans_returns_once_stable() -> None:
         gate.time.monotonic = real  # type: ignore[assignment]
 
 
+def test_wait_for_spans_waits_for_until_and_overlaps_the_settling() -> None:
+    """The gate waits for Locust's exit (its last client spans); the quiet time runs meanwhile."""
+    clock = {"t": 0.0}
+
+    def sleep(s: float) -> None:
+        clock["t"] += s
+
+    import slo.gate as gate
+
+    real = gate.time.monotonic
+    gate.time.monotonic = lambda: clock["t"]  # type: ignore[assignment]
+    try:
+        store = _Store([10, 20, 30])
+        exited_at = 3.0
+        got = wait_for_spans(store, ["a"], settle=0.5, poll=0.1, sleep=sleep,
+                             until=lambda: clock["t"] >= exited_at)
+        assert got == 30
+        # stable long before the exit: returns at the exit, not a settle later
+        assert exited_at <= clock["t"] < exited_at + 0.15
+        # the span count seen after the exit still has to be quiet for `settle`
+        clock["t"] = 0.0
+        store = _Store([10] * 30 + [40] * 1000)  # the exit's flush lands at ~3 s
+        assert wait_for_spans(store, ["a"], settle=0.5, poll=0.1, sleep=sleep,
+                              until=lambda: clock["t"] >= exited_at) == 40
+        assert clock["t"] >= exited_at + 0.5
+        # never true: the timeout still ends the wait
+        clock["t"] = 0.0
+        assert wait_for_spans(_Store([7]), ["a"], settle=0.5, poll=0.1, timeout=2.0,
+                              sleep=sleep, until=lambda: False) == 7
+        assert 2.0 <= clock["t"] < 2.2
+    finally:
+        gate.time.monotonic = real  # type: ignore[assignment]
+
+
 def test_summary_names_failures_and_findings() -> None:
     report = {
         "verdict": "fail", "run_id": "c", "baseline_run_id": "b",
