@@ -45,7 +45,7 @@ MARKERS = [
 ]
 
 
-def one_gate(duration: float, bugs: str, users: int) -> dict:
+def one_gate(duration: float, bugs: str, users: int, warmup: float | None) -> dict:
     bindir = Path(sys.executable).parent
     pythonpath = os.environ.get("PYTHONPATH") or str(ROOT)
     env = dict(os.environ, PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1",
@@ -56,6 +56,8 @@ def one_gate(duration: float, bugs: str, users: int) -> dict:
                "--report-dir", tmp]
         if bugs:
             cmd += ["--bugs", bugs]
+        if warmup is not None:
+            cmd += ["--warmup", str(warmup)]
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -105,13 +107,15 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--bugs", default="", help="candidate bugs (default none: an A/A gate)")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--warmup", type=float, default=None, help="the gate's --warmup (default its own)")
     args = ap.parse_args()
     print(f"gate --duration {args.duration:g} --users {args.users}"
           + (f" --bugs {args.bugs}" if args.bugs else "")
+          + (f" --warmup {args.warmup:g}" if args.warmup is not None else "")
           + f"; PYTHONPATH={os.environ.get('PYTHONPATH') or ROOT}", flush=True)
     results = []
     for i in range(args.runs):
-        r = one_gate(args.duration, args.bugs, args.users)
+        r = one_gate(args.duration, args.bugs, args.users, args.warmup)
         results.append(r)
         print(f"\nrun {i + 1}/{args.runs}: exit {r['exit']}, wall {r['wall']:.1f} s, "
               f"load {r['load']:.1f} s, non-load {r['non_load']:.1f} s, "

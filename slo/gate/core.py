@@ -408,7 +408,9 @@ class Gate:
             "locust_processes": self.c.locust_processes,
             "duration_s": self.c.duration, "slices": ids,
             "wall_s": round(time.monotonic() - self.t0, 1),
-            "phases": self.phases,  # filled up to the check; the reports' own time is printed
+            # the same dict, filled as the gate goes: the written report has every phase up to
+            # the check; the reports' own time is in the "phases:" line printed at the end
+            "phases": self.phases,
         }
         outcome = judge(spec, cand, baseline=baseline, run_meta=cmeta,
                         report_dir=None, extra={"gate": gate_info})

@@ -82,6 +82,7 @@ class SutTarget(Target):
             db = self.db if "://" in self.db else str(Path(self.db).resolve())
         else:
             db = str(private_sqlite_db(gate.workdir))
+            gate.phase("db copy")  # with the collector's spawn, which it overlaps
         cmd += ["--db", db]
         self.db_url = db
         if self.cache:
