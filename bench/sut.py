@@ -1,7 +1,10 @@
 """Benchmark of the system under test, measured in one run on this machine:
 
 1. order-detail throughput (GET /orders/<id>, all five services) with tracing on (OTLP export
-   to a local sink) vs OTEL_SDK_DISABLED=true: the ratio is the tracing overhead;
+   to a local sink) vs OTEL_SDK_DISABLED=true: the ratio is the tracing overhead; beside it
+   the CPU time the five services spent per request, whose ratio (untraced / traced) is what
+   the throughput ratio becomes on a CPU-bound machine, and which other processes' load moves
+   far less than it moves the throughput;
 2. the stock look-up's median time with `missing_index` vs without (cache bypassed so every
    look-up reaches the database): the database span's median from the exported traces and
    the HTTP median seen by the client. The DB ratio should be well over 10x.
@@ -26,6 +29,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 # this file is bench/sut.py: keep its directory from shadowing the `sut` package
@@ -88,6 +92,18 @@ class Sut:
         else:
             raise SystemExit("sut up did not start")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of `sut up` and every process under it (the gunicorn workers)."""
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+        return total
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
@@ -147,17 +163,21 @@ def main() -> None:
         print(f"seeded SQLite in {time.monotonic() - t:.1f} s")
         sink = Sink()
         traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "500"}
-        rps = {}
+        rps, cpu_ms = {}, {}
         for label, env in (("tracing on", traced), ("tracing off", {"OTEL_SDK_DISABLED": "true"})):
             sut = Sut(tmp, env)
             try:
                 throughput(sut.base, 1.5, args.clients)  # warm-up: connections, caches
+                cpu0 = sut.cpu_seconds()
                 rps[label] = throughput(sut.base, args.seconds, args.clients)
+                cpu_ms[label] = (sut.cpu_seconds() - cpu0) * 1000 / (rps[label] * args.seconds)
             finally:
                 sut.stop()
             print(f"order throughput, {label:<11}: {rps[label]:7.1f} req/s "
-                  f"({args.clients} clients, {args.seconds:.0f} s)")
-        print(f"ratio tracing on / off: {rps['tracing on'] / rps['tracing off']:.2f}")
+                  f"({args.clients} clients, {args.seconds:.0f} s), SUT CPU "
+                  f"{cpu_ms[label]:.2f} ms per request")
+        print(f"ratio tracing on / off: {rps['tracing on'] / rps['tracing off']:.2f} "
+              f"(SUT CPU per request off / on: {cpu_ms['tracing off'] / cpu_ms['tracing on']:.2f})")
 
         medians = {}
         for label, bugs in (("with index", "cache_bypass"), ("missing_index", "cache_bypass,missing_index")):

@@ -28,9 +28,14 @@ KIND = "slo-baseline"
 
 
 def build_baseline(spec: Spec, spans: pa.Table, run_meta: dict | None = None, *,
-                   run_id: str | None = None) -> dict[str, Any]:
-    """The baseline of one run under `spec`: {"version": 1, "kind": "slo-baseline", ...}."""
-    body = summarize_run(spec, spans, run_id or (run_meta or {}).get("run_id"), run_meta)
+                   run_id: str | None = None, slices: Any = None) -> dict[str, Any]:
+    """The baseline of one run under `spec`: {"version": 1, "kind": "slo-baseline", ...}.
+
+    `slices`: one label per span (the gate's slice run ids); the baseline then keeps each
+    SLO's values per slice, for the slice-pair comparison with the interleaved candidate.
+    """
+    body = summarize_run(spec, spans, run_id or (run_meta or {}).get("run_id"), run_meta,
+                         slices=slices)
     return {"version": VERSION, "kind": KIND,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "spec": spec.path, **body}

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from slo import sqlnorm
-from slo.errors import SloError, SpecError
+from slo.errors import SloError
 
 DEFAULTS: dict[str, dict[str, object]] = {
     # Sentry: the same statement, sequential, under one parent, >= 5 times, >= 50 ms total.
@@ -68,33 +68,18 @@ _NS = 1_000_000  # ns per ms
 
 
 def _options(config: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """DEFAULTS overlaid with `config`, types checked; unknown names are a SpecError."""
+    """DEFAULTS overlaid with `config`, options the spec has already validated.
+
+    `slo.spec` is the one place detector options are checked (with file and line); a name
+    unknown here is a caller that skipped it, a programming error.
+    """
     out = {name: dict(opts) for name, opts in DEFAULTS.items()}
     for name, opts in (config or {}).items():
-        if name not in DEFAULTS:
-            raise SpecError(
-                f"detectors: unknown detector {name!r} (expected one of {', '.join(DEFAULTS)})"
-            )
-        if not isinstance(opts, Mapping):
-            raise SpecError(f"detectors.{name}: expected a mapping of options")
-        for key, value in opts.items():
-            if key not in DEFAULTS[name]:
-                raise SpecError(
-                    f"detectors.{name}: unknown option {key!r} "
-                    f"(expected one of {', '.join(DEFAULTS[name])})"
-                )
-            default = DEFAULTS[name][key]
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise SpecError(f"detectors.{name}.{key}: expected true or false, got {value!r}")
-            elif isinstance(default, int):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise SpecError(f"detectors.{name}.{key}: expected a whole number >= 0, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise SpecError(f"detectors.{name}.{key}: expected a number >= 0, got {value!r}")
-            elif key.endswith("_share") and value > 1:
-                raise SpecError(f"detectors.{name}.{key}: expected a share between 0 and 1, got {value!r}")
-            out[name][key] = float(value) if isinstance(default, float) else value
+        unknown = [name] if name not in DEFAULTS else [k for k in opts if k not in DEFAULTS[name]]
+        if unknown:
+            raise ValueError(f"detector options {unknown} are not in slo.detectors.DEFAULTS; "
+                             "options come from slo.spec.parse_spec, which validates them")
+        out[name].update(opts)
     return out
 
 
@@ -855,8 +840,8 @@ def run_detectors(
 ) -> list[dict[str, Any]]:
     """Findings of every detector over a span table (`slo.spans.SCHEMA`).
 
-    `config` maps detector name -> options overriding `DEFAULTS` (a SpecError on unknown
-    names or bad values). Each finding: {"detector", "service", "span", "statement",
+    `config` maps detector name -> options overriding `DEFAULTS`, as validated by
+    `slo.spec` (`Spec.detectors`). Each finding: {"detector", "service", "span", "statement",
     "count", "trace_id", "span_id", "message", "fails", "saved_ms", ...evidence}; failing
     findings first.
     """

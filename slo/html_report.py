@@ -25,6 +25,8 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from slo.stats import interval_text
+
 __all__ = ["render_html", "render_trace_html", "service_colors"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
@@ -645,6 +647,53 @@ def _distribution(slo: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+_IV_W, _IV_ROW, _IV_PAD = 600, 26, {"l": 56, "r": 20, "t": 22, "b": 30}
+
+
+def _intervals(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A forest plot of one SLO's latency changes: each statistic's estimate and interval on a
+    log axis of candidate/baseline, with "no change" and the fail threshold drawn, so a reader
+    sees at once whether an interval clears the threshold (fails) or reaches below it."""
+    reg = next((r for r in results if r.get("kind") == "regression" and r.get("unit") == "ms"
+                and isinstance(r.get("comparisons"), list) and r.get("comparisons")), None)
+    if reg is None:
+        return None
+    rows = [c for c in reg["comparisons"] if isinstance(c, Mapping)
+            and all(isinstance(c.get(k), Real) for k in ("change", "ci_low", "ci_high"))]
+    if not rows:
+        return None
+
+    def lg(rel: float) -> float:
+        return math.log(max(1.0 + float(rel), 1e-3))
+
+    thr = [_num(c.get("threshold")) for c in rows]
+    pts = [lg(v) for c in rows for v in (c["ci_low"], c["ci_high"])] + [lg(t) for t in thr]
+    lo, hi = min(pts + [0.0]), max(pts + [0.0])
+    pad = (hi - lo) * 0.08 or 0.1
+    lo, hi = lo - pad, hi + pad
+    pl, pr, pt, pb = _IV_PAD["l"], _IV_PAD["r"], _IV_PAD["t"], _IV_PAD["b"]
+    height = pt + pb + _IV_ROW * len(rows)
+
+    def px(rel: float) -> float:
+        return round(pl + (_IV_W - pl - pr) * (lg(rel) - lo) / (hi - lo), 1)
+
+    items = []
+    for i, c in enumerate(rows):
+        y = pt + _IV_ROW * i + _IV_ROW / 2
+        items.append({"stat": str(c.get("stat") or ""), "y": y, "x": px(c["change"]),
+                      "x0": px(c["ci_low"]), "x1": px(c["ci_high"]),
+                      "tx": px(_num(c.get("threshold"))),
+                      "fails": bool(c.get("significant")),
+                      "label": interval_text(c, "ms")})
+    ticks = []
+    for rel in (-0.9, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0):
+        if lo <= lg(rel) <= hi:
+            ticks.append({"x": px(rel), "label": f"{rel * 100:+.0f}%" if rel else "0"})
+    return {"width": _IV_W, "height": height, "x0": pl, "x1": _IV_W - pr, "y0": pt - 8,
+            "y1": height - pb + 4, "rows": items, "ticks": ticks, "zero": px(0.0),
+            "method": str(reg.get("method") or "")}
+
+
 # --------------------------------------------------------------------------- report view
 
 
@@ -721,6 +770,11 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
                 "baseline": _fmt_value(r.get("baseline"), r.get("unit")),
                 "samples": r.get("samples"),
                 "explanation": str(r.get("explanation") or ""),
+                "change": interval_text(r, str(r.get("unit") or "")) if r.get("kind") ==
+                "regression" else "",
+                "pattern": (f"{r['pattern']}: {_num(r.get('affected_share')) * 100:.0f}% of "
+                            "requests" if r.get("pattern") and r.get("kind") == "regression"
+                            and r.get("unit") == "ms" and status == "fail" else ""),
                 "p_value": (
                     f"{_num(r.get('p_value')):.3g}"
                     if isinstance(r.get("p_value"), Real) and not isinstance(r.get("p_value"), bool)
@@ -778,6 +832,7 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
                 if isinstance(slo_raw.get("select"), Mapping)
                 else None,
                 "dist": _distribution(slo_raw) if slo_raw else None,
+                "intervals": _intervals(rs),
             }
         )
     slo_views.sort(key=lambda s: _STATUS_ORDER.get(s["status"], 3))

@@ -25,6 +25,7 @@ from slo import waterfall_text
 from slo.completeness import sentence as completeness_sentence
 from slo.html_report import render_html
 from slo.sarif import write_sarif
+from slo.stats import interval_text
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
@@ -57,6 +58,25 @@ def fmt_budget(r: dict[str, Any]) -> str:
             return f"+{float(b) * 100:g} pts"
         return f"+{float(b):g}"
     return fmt(b, r.get("unit"))
+
+
+def fmt_change(r: dict[str, Any]) -> str:
+    """A regression's change with its interval and, for a latency regression that fails,
+    what moved: 'p90 +883% [+610%, +1,100%], 99%; tail: 12% of requests'."""
+    if r.get("kind") != "regression":
+        return ""
+    text = interval_text(r, r.get("unit") or "")
+    if text and r.get("status") == "fail" and r.get("pattern") \
+            and r.get("affected_share") is not None:
+        text += f"; {r['pattern']}: {float(r['affected_share']) * 100:.0f}% of requests"
+    return text
+
+
+def fmt_observed(r: dict[str, Any]) -> str:
+    """The observed value; for a regression also its change (see fmt_change)."""
+    change = fmt_change(r)
+    value = fmt(r.get("observed"), r.get("unit"))
+    return f"{value} ({change})" if change else value
 
 
 def failures(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -170,7 +190,7 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
         out.append("| " + " | ".join((md_code(r["slo"]), md_code(r["objective"]), *(
             _md_cell(x) for x in (
                 _ICON.get(r["status"]) or md_code(r["status"]),
-                fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+                fmt_observed(r), fmt_budget(r),
                 fmt(r.get("baseline"), r.get("unit")), md_text(r.get("samples", 0)))))) + " |")
     bad = failures(report)
     if bad:
@@ -332,7 +352,7 @@ def print_report(report: dict[str, Any], console: Console | None = None,
     for r in report.get("results", []):
         table.add_row(Text(str(r["slo"])), Text(str(r["objective"])),  # Text: no Rich markup
                       Text(r["status"], style=_STYLE.get(r["status"], "")),
-                      fmt(r.get("observed"), r.get("unit")), fmt_budget(r),
+                      fmt_observed(r), fmt_budget(r),
                       fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
     console.print(table)
     if whole := completeness_sentence(report.get("completeness")):

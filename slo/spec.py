@@ -509,6 +509,11 @@ class _Validator:
 
 
 def _detector_option(key: str, value: Any, default: Any) -> tuple[Any, str | None]:
+    """(parsed value, None) or (None, what was expected): the one check of detector options.
+
+    The type comes from the option's default in `slo.detectors.DEFAULTS`; `_ms` options are
+    durations, `_share` options percentages, counts and numbers are never negative.
+    """
     if key.endswith("_ms"):
         v = parse_duration_ms(value)
         return (v, None) if v is not None else (None, "a duration like 20ms")
@@ -518,11 +523,11 @@ def _detector_option(key: str, value: Any, default: Any) -> tuple[Any, str | Non
     if isinstance(default, bool):
         return (value, None) if isinstance(value, bool) else (None, "true or false")
     if isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return (value, None) if ok else (None, "an integer")
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return (value, None) if ok else (None, "a whole number >= 0")
     if isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return (float(value), None) if ok else (None, "a number")
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        return (float(value), None) if ok else (None, "a number >= 0")
     if isinstance(default, list | tuple):
         ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
         return (list(value), None) if ok else (None, "a list of strings")

@@ -10,6 +10,7 @@ and say so, rather than dress up a guess as a p-value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,3 +113,249 @@ def tail_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | lis
         return TestResult(p, True, f"significant ({share}; Fisher exact, {_p(p)} < {alpha:g})")
     return TestResult(p, False, f"not significant ({share}; Fisher exact, {_p(p)} >= "
                       f"{alpha:g})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Changes from interleaved slices
+#
+# On a shared machine the noise comes in bursts longer than a request (another job's compile,
+# a GC of the collector): requests are not independent, so request-level tests call a burst
+# a regression. The gate's ABBA slices are: neighbours B C (or C B) saw the same machine, and
+# the pairs are the unit of evidence. A statistic of each side is computed over the pooled
+# requests (a per-slice p90 of five requests would be mostly noise), and its uncertainty comes
+# from a bootstrap that resamples whole pairs, so a burst that hit one pair moves both sides
+# and is counted once, as the between-pair variation it is. With 10-20 pairs a bootstrap
+# percentile interval is too narrow (and unusable at the tiny levels Holm asks for), so the
+# bootstrap gives only the standard error, and the interval uses Student's t with pairs - 1
+# degrees of freedom; `bench/sensitivity.py` measures the false alarm rate this yields.
+
+#: Fewest ABBA pairs with requests on both sides before a slice-level comparison is made.
+MIN_PAIRS = 4
+#: Bootstrap resamples of pairs for a standard error (0.7 / sqrt(2 * 400) = 3% relative
+#: error of the SE: the t quantile moves more between 11 and 12 degrees of freedom).
+BOOT_REPS = 400
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change of a statistic, candidate against baseline, with its standard error.
+
+    `scale` "log": estimate is log(candidate / baseline) (a relative change, symmetric on
+    the log scale); "abs": candidate - baseline (counts per request, error rates).
+    """
+
+    estimate: float
+    se: float
+    pairs: int
+    scale: str
+    stat: str
+
+    @property
+    def df(self) -> int:
+        return max(1, self.pairs - 1)
+
+    def p_greater(self, margin: float) -> float:
+        """One-sided p-value of H0 "the change is at most `margin`" (t, pairs - 1 df)."""
+        if not math.isfinite(self.estimate):
+            return 0.0 if self.estimate > 0 else 1.0
+        if self.se <= 0:
+            return 0.0 if self.estimate > margin else 1.0
+        from scipy import stats as sps
+
+        return float(sps.t.sf((self.estimate - margin) / self.se, self.df))
+
+    def bounds(self, tail: float) -> tuple[float, float]:
+        """The interval with `tail` probability outside each end (two-sided 1 - 2 * tail)."""
+        if self.se <= 0 or not math.isfinite(self.estimate):
+            return self.estimate, self.estimate
+        from scipy import stats as sps
+
+        k = float(sps.t.isf(tail, self.df))
+        return self.estimate - k * self.se, self.estimate + k * self.se
+
+    def natural(self, x: float) -> float:
+        """A value on the estimate's scale as reported: relative change, or difference."""
+        if self.scale == "log":
+            return math.expm1(x) if x < 700 else math.inf
+        return x
+
+
+def _weighted_stat(values: np.ndarray, pair_of: np.ndarray, w: np.ndarray, stat: str
+                   ) -> np.ndarray:
+    """`stat` of `values` under pair weights `w` (reps x pairs): one value per row."""
+    if stat == "mean":
+        k = w.shape[1]
+        sums = np.bincount(pair_of, weights=values, minlength=k)
+        counts = np.bincount(pair_of, minlength=k).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ sums) / (w @ counts)
+    q = float(stat[1:]) / 100.0
+    order = np.argsort(values, kind="stable")
+    v, p = values[order], pair_of[order]
+    cw = np.cumsum(w[:, p], axis=1)
+    target = q * cw[:, -1:]
+    idx = (cw < target - 1e-9).sum(axis=1)  # first index whose cumulative weight reaches q
+    return v[np.minimum(idx, len(v) - 1)]
+
+
+def stat_of(values: np.ndarray, stat: str) -> float:
+    """The statistic the slice comparisons use: 'mean' or 'pNN' ('higher' percentile)."""
+    if values.size == 0:
+        return float("nan")
+    return float(values.mean()) if stat == "mean" else percentile(values, float(stat[1:]))
+
+
+def paired_change(base: list[np.ndarray], cand: list[np.ndarray], stat: str,
+                  scale: str = "log", reps: int = BOOT_REPS, seed: int = 0) -> Change | None:
+    """The change of `stat` over ABBA pairs: `base[k]`, `cand[k]` are the k-th pair's values.
+
+    Pairs with no value on one side are dropped; None when fewer than MIN_PAIRS remain. The
+    estimate uses the pooled values of each side; its standard error comes from resampling
+    pairs (a paired block bootstrap, fixed seed: the same data give the same verdict), scaled
+    by sqrt(K / (K - 1)) because a bootstrap over K blocks underestimates the variance.
+    Hand-written rather than scipy.stats.bootstrap: resampling pairs is a weight per pair,
+    so all resamples of a quantile come from one sort and one cumulative sum (a few ms).
+    """
+    keep = [k for k in range(min(len(base), len(cand))) if len(base[k]) and len(cand[k])]
+    if len(keep) < MIN_PAIRS:
+        return None
+    bvals = [np.asarray(base[k], np.float64) for k in keep]
+    cvals = [np.asarray(cand[k], np.float64) for k in keep]
+    kk = len(keep)
+    bv, cv = np.concatenate(bvals), np.concatenate(cvals)
+    bp = np.repeat(np.arange(kk), [len(x) for x in bvals])
+    cp = np.repeat(np.arange(kk), [len(x) for x in cvals])
+
+    def contrast(b: np.ndarray | float, c: np.ndarray | float) -> np.ndarray:
+        b, c = np.asarray(b, np.float64), np.asarray(c, np.float64)
+        if scale == "abs":
+            return c - b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(c) - np.log(b)
+
+    est = float(contrast(stat_of(bv, stat), stat_of(cv, stat)))
+    if scale == "log" and not math.isfinite(est):  # a zero statistic: no ratio
+        return Change(est if not math.isnan(est) else 0.0, 0.0, kk, scale, stat)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(kk, np.full(kk, 1.0 / kk), size=reps).astype(np.float64)
+    boot = contrast(_weighted_stat(bv, bp, w, stat), _weighted_stat(cv, cp, w, stat))
+    boot = boot[np.isfinite(boot)]
+    se = float(boot.std(ddof=1) * math.sqrt(kk / (kk - 1))) if boot.size > 1 else 0.0
+    return Change(est, se, kk, scale, stat)
+
+
+def holm(p_values: list[float], alpha: float) -> list[tuple[bool, float]]:
+    """Holm's step-down over one family: (rejected, one-sided level it was tested at) each.
+
+    Holm bounds the family-wise error rate by `alpha` under any dependence between the
+    tests (the p50, p90 and mean of one SLO are strongly dependent). A test not reached
+    because the step-down stopped earlier is reported at the level where it stopped, which
+    its p-value exceeds, so "fails" and "interval above the threshold" always agree.
+    (statsmodels' multipletests has Holm, but not the levels, and is a large dependency.)
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out: list[tuple[bool, float]] = [(False, alpha / max(m, 1))] * m
+    stop_level = None
+    for rank, i in enumerate(order):
+        level = alpha / (m - rank)
+        if stop_level is None and p_values[i] <= level:
+            out[i] = (True, level)
+        else:
+            stop_level = stop_level if stop_level is not None else level
+            out[i] = (False, stop_level)
+    return out
+
+
+def shift_or_tail(base: np.ndarray, cand: np.ndarray) -> tuple[str, float]:
+    """Did the whole distribution move, or only its tail? ("shift" | "tail", share moved).
+
+    Compares the quantiles 5%, 10%, ..., 95% of both sides: the requests affected are those
+    from the lowest quantile upward whose slow-down is at least half the largest one. A
+    regression of every request moves every quantile (share near 100%: "shift"); one of the
+    slowest 10% (cache misses) moves only the top ones ("tail", share about 10%).
+    """
+    b, c = np.asarray(base, np.float64), np.asarray(cand, np.float64)
+    if b.size == 0 or c.size == 0:
+        return "shift", 0.0
+    qs = np.arange(5, 100, 5)
+    bq, cq = np.percentile(b, qs), np.percentile(c, qs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(bq > 0, cq / bq - 1.0, 0.0)
+    top = float(rel.max())
+    if top <= 0:
+        return "shift", 0.0
+    moved = rel >= top / 2
+    first = len(qs)
+    for i in range(len(qs) - 1, -1, -1):
+        if not moved[i]:
+            break
+        first = i
+    if first == len(qs):  # the largest change is not at the top: count every moved quantile
+        share = float(moved.mean())
+    else:
+        share = 1.0 - (qs[first] - 5) / 100.0
+    return ("shift" if share >= 0.5 else "tail"), round(share, 2)
+
+
+def abba_pairs(base_starts: list[int], cand_starts: list[int]) -> list[tuple[int, int]]:
+    """Neighbouring baseline/candidate slices, by start time: [(baseline i, candidate j)].
+
+    The gate runs B C C B B C ...: consecutive slices two by two are pairs that saw the
+    same machine. Walking the merged order and pairing each slice with the next one of the
+    other side keeps the pairing right when a slice is missing (no spans arrived for it);
+    slices of a saved baseline from another time do not interleave and give (almost) none.
+    """
+    events = sorted([(t, 0, i) for i, t in enumerate(base_starts)]
+                    + [(t, 1, j) for j, t in enumerate(cand_starts)])
+    pairs, k = [], 0
+    while k + 1 < len(events):
+        a, b = events[k], events[k + 1]
+        if a[1] != b[1]:
+            pairs.append((a[2], b[2]) if a[1] == 0 else (b[2], a[2]))
+            k += 2
+        else:
+            k += 1
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Saying it with the interval (terminal, Markdown, HTML share these)
+
+
+def fmt_rel(rel: float | None) -> str:
+    """A relative change for an interval: +883%, +1,100%, +4.2%, -0.8%."""
+    if rel is None or not math.isfinite(rel):
+        return "?" if rel is None else ("+inf" if rel > 0 else "-inf")
+    v = rel * 100
+    return f"{v:+,.0f}%" if abs(v) >= 10 else f"{v:+.1f}%"
+
+
+def fmt_confidence(c: float | None) -> str:
+    """A confidence level without false precision: 99%, 99.9%, 99.98%."""
+    if c is None:
+        return "?"
+    for digits in range(0, 4):
+        s = f"{c * 100:.{digits}f}"
+        if float(s) < 100:
+            return (s.rstrip("0").rstrip(".") if "." in s else s) + "%"
+    return ">99.99%"
+
+
+def interval_text(x: dict, unit: str) -> str:
+    """'p90 +883% [+610%, +1,100%], 99%' (latency) or '+1.00 [+0.98, +1.02], 99%' (counts).
+
+    `x` carries stat, change, ci_low, ci_high, confidence (a regression result or one of its
+    comparisons); without an interval (a request-level comparison) only the change."""
+    if unit == "ms":
+        f, head = fmt_rel, f"{x.get('stat') or ''} ".lstrip()
+    elif unit == "ratio":
+        f, head = (lambda v: "?" if v is None else f"{v * 100:+.2f} pp"), ""
+    else:
+        f, head = (lambda v: "?" if v is None else f"{v:+.2f}"), ""
+    if x.get("change") is None:
+        return ""
+    if x.get("ci_low") is None:
+        return f"{head}{f(x['change'])}"
+    return (f"{head}{f(x['change'])} [{f(x['ci_low'])}, {f(x['ci_high'])}], "
+            f"{fmt_confidence(x.get('confidence'))}")

@@ -1,4 +1,4 @@
-"""The switchable bugs and their run-time switch.
+"""The switchable bugs (eight failures, two regressions of a tunable size) and their switch.
 
 State lives in one small JSON file in the data dir, replaced atomically on every change and
 re-read when its inode or mtime changes (checked at most every 100 ms), so a switch made through
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +24,12 @@ BUGS: tuple[str, ...] = (
     "error_burst",
     "broken_propagation",
     "n_plus_one_http",
+    "cpu_regression",
+    "tail_regression",
 )
+
+#: Bugs of a tunable size, switched on as "name:N" (N percent); see `magnitude` and `slow_down`.
+SIZED = {"cpu_regression": 10.0, "tail_regression": 10.0}
 
 POLL_SECONDS = 0.1
 
@@ -32,14 +38,36 @@ class UnknownBug(ValueError):
     """A bug name that is not one of BUGS; the message lists the valid ones."""
 
 
+def bug_name(entry: str) -> str:
+    """'cpu_regression:10' -> 'cpu_regression'; other names unchanged."""
+    return entry.split(":", 1)[0]
+
+
+def _size_ok(entry: str) -> bool:
+    name, _, size = entry.partition(":")
+    if not size:
+        return True
+    if name not in SIZED:
+        return False
+    try:
+        return 0 < float(size) <= 1000
+    except ValueError:
+        return False
+
+
 def validate(names: Iterable[str]) -> list[str]:
     names = [n for n in names if n]
-    unknown = [n for n in names if n not in BUGS]
+    unknown = [n for n in names if bug_name(n) not in BUGS]
     if unknown:
         raise UnknownBug(
             f"unknown bug {', '.join(repr(n) for n in unknown)}; valid bugs: {', '.join(BUGS)}"
         )
-    return sorted(set(names), key=BUGS.index)
+    bad = [n for n in names if not _size_ok(n)]
+    if bad:
+        raise UnknownBug(f"bad bug size {', '.join(repr(n) for n in bad)}: a size is a percentage "
+                         f"0 < N <= 1000, and only {', '.join(SIZED)} take one (e.g. "
+                         "cpu_regression:10)")
+    return sorted(set(names), key=lambda n: BUGS.index(bug_name(n)))
 
 
 def write_state(path: Path, bugs: Iterable[str]) -> list[str]:
@@ -84,7 +112,7 @@ class BugState:
             return False
         try:
             data = json.loads(self.path.read_text())
-            bugs = frozenset(b for b in data.get("bugs", []) if b in BUGS)
+            bugs = frozenset(b for b in data.get("bugs", []) if bug_name(b) in BUGS)
         except (OSError, ValueError):
             return False  # mid-write by a foreign tool: keep the last good state
         self._stamp = stamp
@@ -118,6 +146,38 @@ class BugState:
     def enabled(self, name: str) -> bool:
         return name in self.current()
 
+    def magnitude(self, name: str) -> float:
+        """The size in percent of a sized bug that is on ("cpu_regression:20" -> 20.0), else 0.
+
+        A sized bug named without a size takes its default (SIZED)."""
+        for entry in self.current():
+            base, _, size = entry.partition(":")
+            if base == name:
+                return float(size) if size else SIZED.get(name, 0.0)
+        return 0.0
+
+    def slow_down(self, started: float) -> float:
+        """Do the extra work of `cpu_regression` / `tail_regression`; returns seconds spent.
+
+        cpu_regression:N: every request spins the CPU for N% of the time it has taken so far
+        (since `started`, a time.perf_counter()), so the request takes N% longer whatever the
+        machine's speed: a regression of a known size, for measuring the gate's sensitivity.
+        tail_regression:N: one request in ten (at random) spins for 10 x N% instead: the mean
+        moves by about N%, the median hardly, the tail a lot.
+        """
+        share = self.magnitude("cpu_regression") / 100.0
+        tail = self.magnitude("tail_regression") / 100.0
+        if tail and random.random() < 0.1:
+            share += 10 * tail
+        if share <= 0:
+            return 0.0
+        now = time.perf_counter()
+        deadline = now + (now - started) * share
+        x = 0
+        while time.perf_counter() < deadline:  # real CPU work, not a sleep
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        return time.perf_counter() - now
+
     def update(self, *, enable: Iterable[str] = (), disable: Iterable[str] = (),
                replace: Iterable[str] | None = None) -> list[str]:
         """Apply a change (validated first), write it, run callbacks; returns the new list."""
@@ -125,7 +185,10 @@ class BugState:
         with self._lock:
             self._reload()
             new = set(validate(replace)) if replace is not None else set(self._bugs)
-            new = (new | set(enable)) - set(disable)
+            # A sized bug is one bug whatever its size: enabling a size replaces the one on,
+            # disabling by name (with or without a size) switches it off.
+            off = {bug_name(n) for n in [*enable, *disable]}
+            new = {n for n in new if bug_name(n) not in off} | set(enable)
             result = write_state(self.path, new)
             self._reload()
             self._checked = time.monotonic()

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from werkzeug.exceptions import HTTPException
 
-from sut.bugs import BUGS, BugState, UnknownBug
+from sut.bugs import BUGS, BugState, UnknownBug, bug_name
 from sut.config import Settings
 from sut.db import Database
 
@@ -106,7 +106,7 @@ def _install_admin(app: Flask, svc: Service) -> None:
             raise ApiError(401, "missing or wrong admin token: send 'Authorization: Bearer $SUT_ADMIN_TOKEN'")
 
     def answer() -> Any:
-        return jsonify(service=svc.name, bugs=sorted(svc.bugs.current(fresh=True), key=BUGS.index),
+        return jsonify(service=svc.name, bugs=sorted(svc.bugs.current(fresh=True), key=lambda b: BUGS.index(bug_name(b))),
                        available=list(BUGS))
 
     @app.get("/admin/bugs")

@@ -387,18 +387,20 @@ class Gate:
         merged_b = f"{self.gate_id}-baseline"
         merged_c = f"{self.gate_id}-candidate"
         # store.read joins the spans of services that copy no run id to their trace's slice
-        cand = _relabel(store.read(ids["candidate"]), merged_c)
+        raw_c = store.read(ids["candidate"])  # its run_id column: the slice of each span
+        cand = _relabel(raw_c, merged_c)
         cmeta = _merged_meta(merged_c, cand, self.c.users, load_seconds["candidate"],
                              self.target.describe("candidate").get("bugs", []))
         store.write_run_meta(merged_c, cmeta)
         if self.c.baseline_file:
             baseline = load_baseline(self.c.baseline_file)
         else:
-            base = _relabel(store.read(ids["baseline"]), merged_b)
+            raw_b = store.read(ids["baseline"])
+            base = _relabel(raw_b, merged_b)
             bmeta = _merged_meta(merged_b, base, self.c.users, load_seconds["baseline"],
                                  self.target.describe("baseline").get("bugs", []))
             store.write_run_meta(merged_b, bmeta)
-            baseline = build_baseline(spec, base, run_meta=bmeta)
+            baseline = build_baseline(spec, base, run_meta=bmeta, slices=raw_b["run_id"])
         self.phase("read")
         self.say("checking candidate against baseline")
         gate_info = {
@@ -413,7 +415,8 @@ class Gate:
             "phases": self.phases,
         }
         outcome = judge(spec, cand, baseline=baseline, run_meta=cmeta,
-                        report_dir=None, extra={"gate": gate_info})
+                        report_dir=None, extra={"gate": gate_info},
+                        slices=raw_c["run_id"])
         self.phase("check")
         write_reports(outcome.report, self.c.report_dir)
         if not self.c.baseline_file:

@@ -30,12 +30,13 @@ def check_bugs(names: list[str]) -> list[str]:
     if not names:
         return names
     try:
-        from sut.bugs import BUGS
+        from sut.bugs import UnknownBug, validate
     except ImportError:
         raise GateError("--bugs needs the bundled SUT (pip install 'slo-harness[sut]')") from None
-    unknown = [n for n in names if n not in BUGS]
-    if unknown:
-        raise GateError(f"unknown bug {', '.join(unknown)}; valid bugs: {', '.join(BUGS)}")
+    try:  # sized bugs too: cpu_regression:10
+        validate(names)
+    except UnknownBug as e:
+        raise GateError(str(e)) from None
     return names
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -104,6 +105,13 @@ def register(app: Flask, svc: Service) -> None:
 
     @app.get("/orders/<int:order_id>")
     def get_order(order_id: int):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        try:
+            return order_detail(order_id)
+        finally:
+            svc.bugs.slow_down(started)  # cpu_regression / tail_regression: N% more work
+
+    def order_detail(order_id: int):  # type: ignore[no-untyped-def]
         rows = svc.db.query("SELECT id, user_id, created_at FROM orders WHERE id = ?", (order_id,))
         if not rows:
             raise ApiError(404, f"order {order_id} not found")

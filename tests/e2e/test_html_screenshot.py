@@ -178,3 +178,52 @@ def test_long_trace_opens_scrolled_to_its_culprit(browser, tmp_path):
         watch.assert_clean()
     finally:
         page.close()
+
+
+def _slices_module():
+    """tests/slo/test_check_slices.py: real reports of gate-like interleaved slices."""
+    import sys
+
+    here = Path(__file__).resolve().parents[1] / "slo"
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))  # its spangen import
+    spec = importlib.util.spec_from_file_location("slo_check_slices_e2e",
+                                                  here / "test_check_slices.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_interval_plot_shows_the_change_against_the_threshold(browser, tmp_path):
+    cs = _slices_module()
+    report = cs.check(*cs.gate_like(cand_scale=1.6, seed=1))
+    r = cs.reg(report, "order-detail")
+    assert r["status"] == "fail"
+    page, watch = _open(browser, render_html(report), tmp_path / "slo-report.html")
+    try:
+        art = page.locator("#slo-order-detail")
+        svg = art.locator("svg.iv")
+        svg.scroll_into_view_if_needed()
+        assert svg.is_visible()
+        box = svg.bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 60, box
+        # One row per statistic; the failing ones are drawn right of their threshold line.
+        assert svg.locator("line.ci").count() == 3
+        failing = [c for c in r["comparisons"] if c["significant"]]
+        assert failing and svg.locator("line.ci.fails").count() == len(failing)
+        ci = svg.locator("line.ci.fails").first.bounding_box()
+        thr = svg.locator("line.thr").first.bounding_box()
+        assert ci["x"] > thr["x"] + thr["width"], (ci, thr)
+        # The interval in words beside the observed value, and what moved.
+        text = art.inner_text()
+        assert "%]" in text and "shift: " in text
+        # A passing SLO's intervals straddle "no change" and are not drawn as failing.
+        ok = page.locator("#slo-stock svg.iv")
+        assert ok.count() == 1 and ok.locator("line.ci.fails").count() == 0
+        shot = tmp_path / "intervals.png"
+        art.screenshot(path=str(shot))
+        assert shot.stat().st_size > 5_000
+        shutil.copyfile(shot, Path("/tmp/report-intervals.png"))
+        watch.assert_clean()
+    finally:
+        page.close()

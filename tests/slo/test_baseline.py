@@ -111,7 +111,7 @@ def test_tail_only_slowdown_fails_on_the_mean(base: dict) -> None:
     report = run_check(SPEC, generate(N, seed=8, bugs=["missing_index"]), base)
     r = regressions(report)[("stock", "latency_regression")]
     assert "mean" in r["explanation"] and "Welch" in r["explanation"]
-    assert "INVENTORY WHERE PRODUCT_ID IN (?)" in r["explanation"]
+    assert "inventory WHERE product_id IN (?)" in r["explanation"]
 
 
 def test_added_repeated_query_fails_with_the_statement(base: dict) -> None:
@@ -119,7 +119,7 @@ def test_added_repeated_query_fails_with_the_statement(base: dict) -> None:
     failed = regressions(run_check(SPEC, cand, base))
     db = failed[("product-list", "db_queries_regression")]
     assert db["observed"] == db["baseline"] + 6
-    assert "SELECT * FROM AUDIT WHERE ID = ?` now runs 6.00 times per request" in \
+    assert "SELECT * FROM audit WHERE id = ?` now runs 6.00 times per request" in \
         db["explanation"]
     rep = failed[("product-list", "repeated_queries_regression")]
     assert rep["observed"] == 6 and rep["baseline"] == 1

@@ -132,7 +132,7 @@ def test_n_plus_one_fails_counts_and_the_detector() -> None:
     rep = result(report, "product-list", "repeated_queries")
     assert db["status"] == rep["status"] == "fail"
     assert db["observed"] == 21 and rep["observed"] == 20
-    assert "SELECT NAME FROM CATEGORIES WHERE ID = ?" in rep["explanation"]
+    assert "SELECT name FROM categories WHERE id = ?" in rep["explanation"]
     n1 = [f for f in report["findings"] if f["detector"] == "n_plus_one"]
     assert n1 and n1[0]["fails"] is True and n1[0]["trace_id"] in report["traces"]
 
@@ -191,7 +191,7 @@ def test_old_and_stable_attribute_names_and_caches() -> None:
         _span("a" * 32, "3" * 16, "1" * 16, "SELECT", 3, 4, kind="client",
               resource={"service.name": "svc"},
               attributes={"db.system.name": "postgresql",
-                          "db.query.text": "select 1 from t where a=2"}),
+                          "db.query.text": "SELECT 1 FROM t WHERE a = 2"}),
         _span("a" * 32, "4" * 16, "1" * 16, "GET", 5, 6, kind="client",
               resource={"service.name": "svc"},
               attributes={"db.system": "redis", "db.statement": "GET k"}),

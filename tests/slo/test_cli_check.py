@@ -60,7 +60,7 @@ def test_regression_against_a_baseline_run_exits_1_with_reports(work: Path) -> N
     out = p.stdout
     assert "SLO check · run cand vs baseline base" in out  # latest run by default
     assert "✗ product-list · db_queries" in out and "◀ culprit" in out
-    assert "SELECT NAME FROM CATEGORIES WHERE ID = ?" in out
+    assert "SELECT name FROM categories WHERE id = ?" in out
     assert "verdict: fail" in out
     for name in ("slo-report.json", "slo-report.md", "junit.xml", "slo-report.html"):
         assert (work / "out" / name).stat().st_size > 0
@@ -99,6 +99,17 @@ def test_bad_spec_exits_2_with_file_and_line(work: Path,
     assert "bad.yaml:4: unknown key 'servce'" in r.stderr
     assert "bad.yaml:5: objective latency_p95: expected a duration" in r.stderr
     assert "Traceback" not in r.output and r.stdout == ""
+
+
+def test_bad_detector_option_exits_2_with_file_and_line(work: Path) -> None:
+    """Validated once, in the spec: the line of the option, before any span is read."""
+    (work / "neg.yaml").write_text(SPEC.replace("  sensitive_data: {fail: false}\n",
+                                                "  sensitive_data: {fail: false}\n"
+                                                "  serial_fanout:\n    min_calls: -1\n"))
+    p = slo("--spec", "neg.yaml", "--store", "store", cwd=work)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.strip() == ("Error: neg.yaml:5: detector serial_fanout min_calls: expected a "
+                                "whole number >= 0, got -1")
 
 
 @pytest.mark.parametrize(

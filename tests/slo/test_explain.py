@@ -44,7 +44,7 @@ def runs(stock_ms: float, n: int = 40, seed: int = 1, **kw) -> list[dict]:
 
 def test_group_of_normalizes_statements():
     q = sp("q", "x", "inventory-service", "SELECT", 0, 1, "select qty from inventory where product_id in (1,2,3)")
-    assert group_of(q) == ("inventory-service", "SELECT", "SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)")
+    assert group_of(q) == ("inventory-service", "SELECT", "select qty from inventory where product_id in (?)")
     assert group_of(sp("a", "", "s", "GET /x", 0, 1)) == ("s", "GET /x", None)
 
 
@@ -52,13 +52,13 @@ def test_slower_statement_gets_the_added_time():
     contributions = attribute_latency(runs(0.3), runs(40, seed=2))
     top = contributions[0]
     assert top["service"] == "inventory-service"
-    assert top["statement"] == "SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)"
+    assert top["statement"] == "SELECT qty FROM inventory WHERE product_id IN (?)"
     assert top["baseline_ms"] == pytest.approx(0.3, rel=0.15)
     assert top["candidate_ms"] == pytest.approx(40, rel=0.15)
     assert top["share"] > 0.9
     assert sum(c["share"] for c in contributions) <= 1.0 + 1e-6
     text = describe(contributions)
-    assert text.startswith("inventory-service `SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)`: p50 0.3")
+    assert text.startswith("inventory-service `SELECT qty FROM inventory WHERE product_id IN (?)`: p50 0.3")
     assert "about 9" in text and "% of the added time" in text
 
 
@@ -95,7 +95,7 @@ def test_explain_counts_names_the_repeating_statement():
     base = [order_trace(i, 1, repeats=1) for i in range(10)]
     cand = [order_trace(i, 1, repeats=21) for i in range(10)]
     text = explain_counts(base, cand)
-    assert text.startswith("inventory-service `SELECT NAME FROM CATEGORIES WHERE ID = ?` now runs 20 times per request")
+    assert text.startswith("inventory-service `SELECT name FROM categories WHERE id = ?` now runs 20 times per request")
     assert "baseline 0" in text
     assert "p50 1 -> 21" in text
     assert explain_counts(base, base).startswith("No statement")

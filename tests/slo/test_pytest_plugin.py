@@ -91,8 +91,8 @@ def test_assertions_over_real_otlp(pytester: pytest.Pytester) -> None:
     # the N+1: the value, the normalized statement, the detector, the waterfall section
     assert "catalog GET /things: repeated_queries = 12, expected <= 3 (2 spans over 2 " \
            "traces)" in out
-    assert "12x catalog SELECT NAME FROM CATEGORIES WHERE ID = ?" in out
-    assert "n_plus_one: catalog `SELECT NAME FROM CATEGORIES WHERE ID = ?` ran 12 times" in out
+    assert "12x catalog SELECT name FROM categories WHERE id = ?" in out
+    assert "n_plus_one: catalog `SELECT name FROM categories WHERE id = ?` ran 12 times" in out
     assert "slo: failed trace assertions" in out and "█" in out
     # expect(): spec-style budgets, full message in the AssertionError
     assert "latency_p95 = " in out and "expected <= 1us" in out

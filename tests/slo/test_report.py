@@ -68,7 +68,7 @@ def test_markdown_has_table_why_and_waterfall(failing: dict) -> None:
     assert md.count("\n| `order-detail` |") + md.count("\n| `product-list` |") == len(
         failing["results"])
     assert "### Why" in md and "**`product-list` · `repeated_queries`**" in md
-    assert "SELECT NAME FROM CATEGORIES WHERE ID = ?" in md
+    assert "SELECT name FROM categories WHERE id = ?" in md
     assert "```text" in md and "◀ culprit" in md
     assert "| span group | baseline p50 (mean) | candidate p50 (mean) | share of added time |" in md
     assert "### Findings" in md and "n_plus_one" in md

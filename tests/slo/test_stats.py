@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from slo.stats import (
+    MIN_PAIRS,
+    Change,
+    abba_pairs,
     downsample,
+    holm,
+    interval_text,
     mann_whitney_greater,
+    paired_change,
     percentile,
     proportion_greater,
+    shift_or_tail,
     tail_greater,
 )
 
@@ -72,3 +79,131 @@ def test_tail_test_sees_a_slower_tail_that_ranks_hide() -> None:
     assert tail_greater(base, rng.lognormal(0.0, 0.2, 400)).significant is False
     few = tail_greater(base[:40], cand[:40])
     assert few.p_value is None and "need 100 each" in few.note
+
+
+# ---------------------------------------------------------------------------------------------
+# Slice-pair statistics: the unit of evidence is the pair of neighbouring slices
+
+
+def _slices(rng: np.random.Generator, pairs: int = 12, per_slice: int = 30, shift: float = 1.0,
+            pair_sd: float = 0.3, slice_sd: float = 0.05) -> tuple[list, list]:
+    """ABBA pairs of lognormal request latencies under a shared machine: each pair has a
+    speed factor both its slices feel (bursts longer than a slice), each slice a little of
+    its own; the candidate is `shift` times slower."""
+    base, cand = [], []
+    for _ in range(pairs):
+        machine = rng.lognormal(0, pair_sd)
+        base.append(machine * rng.lognormal(0, slice_sd)
+                    * rng.lognormal(np.log(10), 0.5, rng.poisson(per_slice) + 1))
+        cand.append(shift * machine * rng.lognormal(0, slice_sd)
+                    * rng.lognormal(np.log(10), 0.5, rng.poisson(per_slice) + 1))
+    return base, cand
+
+
+def test_a_pure_shift_is_estimated_within_its_interval() -> None:
+    rng = np.random.default_rng(7)
+    covered = {st: 0 for st in ("p50", "p90", "mean")}
+    estimates: dict[str, list[float]] = {st: [] for st in covered}
+    runs = 150
+    for _ in range(runs):
+        base, cand = _slices(rng, shift=1.3)
+        for st in covered:
+            ch = paired_change(base, cand, st)
+            lo, hi = ch.bounds(0.025)  # a 95% interval
+            covered[st] += lo <= np.log(1.3) <= hi
+            estimates[st].append(ch.estimate)
+    for st, k in covered.items():
+        assert k / runs >= 0.88, (st, k)  # nominal 95%; 12 pairs, a bootstrap SE
+        assert abs(np.mean(estimates[st]) - np.log(1.3)) < 0.03, st  # and not biased
+
+
+def test_aa_with_correlated_slice_noise_stays_under_alpha() -> None:
+    """The false alarm rate the issue is about: request-level tests see the machine's bursts
+    as a difference; the slice-pair test at level alpha rejects about alpha of A/A gates."""
+    rng = np.random.default_rng(11)
+    alpha, runs = 0.05, 300
+    slice_level = request_level = 0
+    for _ in range(runs):
+        base, cand = _slices(rng, slice_sd=0.15)
+        ch = paired_change(base, cand, "p50")
+        slice_level += ch.p_greater(0.0) < alpha
+        request_level += bool(mann_whitney_greater(np.concatenate(base),
+                                                   np.concatenate(cand), alpha).significant)
+    assert slice_level / runs <= alpha + 0.025  # 300 runs: 15 expected, 22 is 2 SD above
+    assert request_level / runs > 3 * alpha  # the old test, on the same data, false-alarms
+
+
+def test_the_decision_needs_the_whole_interval_above_the_threshold() -> None:
+    # A +30% point estimate with a wide interval against a 20% threshold: not a failure.
+    wide = Change(np.log(1.3), 0.2, 12, "log", "p50")
+    assert wide.p_greater(np.log(1.2)) > 0.05
+    assert wide.bounds(0.025)[0] < np.log(1.2)
+    # The same estimate, tight: its lower end clears 20%, and the test rejects.
+    tight = Change(np.log(1.3), 0.01, 12, "log", "p50")
+    assert tight.p_greater(np.log(1.2)) < 0.001
+    assert tight.bounds(0.001)[0] > np.log(1.2)
+    # At exactly the threshold, never.
+    assert Change(np.log(1.2), 0.01, 12, "log", "p50").p_greater(np.log(1.2)) == 0.5
+
+
+def test_holm_steps_down_and_reports_the_level_it_stopped_at() -> None:
+    out = holm([0.001, 0.04, 0.012, 0.3], 0.05)
+    assert [r for r, _ in out] == [True, False, True, False]
+    assert out[0][1] == 0.05 / 4 and out[2][1] == 0.05 / 3
+    # 0.04 > 0.05 / 2: the step-down stops there; 0.3 is reported at the same level.
+    assert out[1][1] == out[3][1] == 0.05 / 2
+    # Bonferroni (0.025 each) would reject neither 0.03; Holm's second step is at 0.05.
+    assert holm([0.02, 0.03], 0.05) == [(True, 0.025), (True, 0.05)]
+
+
+def test_too_few_pairs_are_said_to_be_too_few() -> None:
+    rng = np.random.default_rng(3)
+    base, cand = _slices(rng, pairs=MIN_PAIRS - 1)
+    assert paired_change(base, cand, "p50") is None
+    base[0] = np.array([])  # a pair with no request on one side does not count
+    base2, cand2 = _slices(rng, pairs=MIN_PAIRS)
+    base2[0] = np.array([])
+    assert paired_change(base2, cand2, "p50") is None
+
+
+def test_counts_an_n_plus_one_fails_with_certainty_a_warming_cache_does_not() -> None:
+    rng = np.random.default_rng(5)
+    base = [rng.integers(5, 7, 20).astype(float) for _ in range(12)]
+    n_plus_one = [b + 20 for b in base]  # every request, every slice: 20 more queries
+    ch = paired_change(base, n_plus_one, "mean", "abs")
+    assert ch.p_greater(0.0) < 1e-6 and ch.bounds(1e-4)[0] > 19
+    # A cache warming up: the first candidate slice misses (+3 queries), the rest do not.
+    warming = [b.copy() for b in base]
+    warming[0] = warming[0] + 3
+    ch = paired_change(base, warming, "mean", "abs")
+    assert ch.estimate > 0 and ch.p_greater(0.0) > 0.01
+
+
+def test_abba_pairs_follow_time_and_survive_a_missing_slice() -> None:
+    # B C C B B C C B: starts 0..7; the candidate slice at t=5 lost: B4 pairs with its
+    # next neighbour C6, and B7 stays alone. Every pair is two slices next to each other.
+    base = [0, 3, 4, 7]
+    cand = [1, 2, 6]
+    assert abba_pairs(base, cand) == [(0, 0), (1, 1), (2, 2)]
+    # A saved baseline from another time: no interleaving, one pair at the seam at most.
+    assert len(abba_pairs([0, 1, 2, 3], [10, 11, 12, 13])) == 1
+
+
+def test_shift_or_tail() -> None:
+    rng = np.random.default_rng(2)
+    b = rng.lognormal(np.log(10), 0.4, 4000)
+    c = rng.lognormal(np.log(10), 0.4, 4000) * 1.3
+    assert shift_or_tail(b, c)[0] == "shift" and shift_or_tail(b, c)[1] >= 0.8
+    t = rng.lognormal(np.log(10), 0.4, 4000)
+    slow = rng.random(4000) < 0.1
+    t[slow] *= 5  # one request in ten, five times slower
+    pattern, share = shift_or_tail(b, t)
+    assert pattern == "tail" and 0.05 <= share <= 0.25
+
+
+def test_interval_text_reads_like_the_issue() -> None:
+    x = {"stat": "p90", "change": 8.83, "ci_low": 6.1, "ci_high": 11.0, "confidence": 0.99}
+    assert interval_text(x, "ms") == "p90 +883% [+610%, +1,100%], 99%"
+    assert interval_text({"change": 1.0, "ci_low": 0.98, "ci_high": 1.02,
+                          "confidence": 0.9996}, "count") == "+1.00 [+0.98, +1.02], 99.96%"
+    assert interval_text({"stat": "p50", "change": 0.04}, "ms") == "p50 +4.0%"

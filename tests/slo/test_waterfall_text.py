@@ -34,7 +34,7 @@ def test_one_line_per_span_in_tree_order_with_indent():
     assert len(body) == 5
     assert body[0].startswith("order-service GET /orders/<int:order_id>")
     assert body[1].startswith("  order-service GET")
-    assert body[2].startswith("    inventory-service SELECT QTY FROM INVENTORY WHERE PRODUCT_ID IN (?)"[:39])
+    assert body[2].startswith("    inventory-service SELECT qty FROM inventory WHERE product_id IN (?)"[:39])
     assert body[4].startswith("    user-service GET /users/<int:id> !")
 
 
@@ -83,7 +83,7 @@ def test_an_n_plus_one_loop_is_one_line():
                  f"SELECT name FROM categories WHERE id = {i}") for i in range(20)]
     lines = render({"trace_id": "n", "spans": spans}).splitlines()[3:]
     assert len(lines) == 3
-    assert "SELECT NAME FROM CATEGORIES WHERE ID = ? ×20" in lines[2]
+    assert "SELECT name FROM categories WHERE id = ? ×20" in lines[2]
     assert lines[2].rstrip().endswith("10.0 ms")  # 20 x 0.5 ms
     # Three in a row stay separate lines; collapse=0 never collapses.
     assert len(render({"trace_id": "n", "spans": spans[:5]}).splitlines()[3:]) == 5

@@ -96,8 +96,8 @@ def test_plugin_with_real_sut(pytester: pytest.Pytester, seeded_db: Path, bug: s
         assert "GET /users/<int:user_id>/orders" in out and "█" in out
         return
     assert "product-service GET /products: repeated_queries = 20, expected <= 1" in out
-    assert "20x product-service SELECT ID, NAME FROM CATEGORIES WHERE ID = ?" in out
-    assert "n_plus_one: product-service `SELECT ID, NAME FROM CATEGORIES WHERE ID = ?` ran " \
+    assert "20x product-service SELECT id, name FROM categories WHERE id = ?" in out
+    assert "n_plus_one: product-service `SELECT id, name FROM categories WHERE id = ?` ran " \
            "20 times" in out
     assert "slo: failed trace assertions" in out and "×20" in out
 
