@@ -43,6 +43,7 @@ def wait_for_spans(
     timeout: float = 30.0,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
+    until: Callable[[], bool] | None = None,
 ) -> int:
     """Wait until the collector has written the runs' spans; returns the span count seen.
 
@@ -50,7 +51,8 @@ def wait_for_spans(
     Done when the count has not grown for `settle` seconds (and, if given, at least
     `expected_roots` spans arrived: a cheap lower bound, one root span per request), or at
     `timeout`, whichever comes first. Unlabelled spans (services that copy no run id) count
-    too: they are what a zero-code-instrumented service sends last.
+    too: they are what a zero-code-instrumented service sends last. `until`, if given, must
+    hold too before it returns (the gate: Locust has exited, its client spans flushed).
     """
     from slo.store import UNLABELLED
 
@@ -66,6 +68,9 @@ def wait_for_spans(
         if count != last:
             last, stable_since = count, now
         enough = expected_roots is None or count >= expected_roots
+        if until is not None and now < deadline and not until():
+            sleep(poll)
+            continue
         if (enough and now - stable_since >= settle) or now >= deadline:
             return count
         if not enough and count > 0 and now - stable_since >= max(settle, 5.0):
