@@ -86,11 +86,12 @@ class Proc:
     """
 
     def __init__(self, name: str, popen: subprocess.Popen, log_path: Path | None = None,
-                 term_leader_only: bool = False) -> None:
+                 term_leader_only: bool = False, tail_lines: int = 15) -> None:
         self.name = name
         self.popen = popen
         self.log_path = log_path
         self.term_leader_only = term_leader_only
+        self.tail_lines = tail_lines
 
     @property
     def pid(self) -> int:
@@ -106,7 +107,7 @@ class Proc:
     def wait(self, timeout: float | None = None) -> int:
         return self.popen.wait(timeout)
 
-    def tail(self, lines: int = 15) -> str:
+    def tail(self, lines: int | None = None) -> str:
         """The last lines of its log ("" when its output was not captured)."""
         if self.log_path is None:
             return ""
@@ -114,7 +115,7 @@ class Proc:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        return "\n".join(text[-lines:])
+        return "\n".join(text[-(lines or self.tail_lines):])
 
     def signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -196,7 +197,7 @@ class Supervisor:
         finally:
             if fh is not None:
                 fh.close()
-        proc = Proc(name, popen, log_path, term_leader_only)
+        proc = Proc(name, popen, log_path, term_leader_only, self.tail_lines)
         self.procs.append(proc)
         return proc
 
@@ -206,7 +207,7 @@ class Supervisor:
 
     def exited_error(self, proc: Proc, message: str = EXITED) -> BaseException:
         """`message` (with `{name}` and `{code}`) and the last lines of the child's log."""
-        tail = proc.tail(self.tail_lines)
+        tail = proc.tail()
         return self.error(message.format(name=proc.name, code=proc.returncode)
                           + (f"; its last lines:\n{tail}" if tail else ""))
 
@@ -232,7 +233,7 @@ class Supervisor:
             if dead is not None:
                 raise self.exited_error(dead, EXITED + f" before {name or what()} was ready")
             if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.name}\n{p.tail(self.tail_lines)}" for p in procs
+                tails = "\n".join(f"--- {p.name}\n{p.tail()}" for p in procs
                                   if p.log_path is not None)
                 raise self.error(f"{name or what()} not ready after {timeout:.0f} s"
                                  + (f"; last lines:\n{tails}" if tails else ""))
