@@ -364,6 +364,7 @@ class Gate:
             _preload_check()  # imported now, not in the gap after the load (slow on a busy box)
             self.spec_path()  # no spec is exit 2 before anything starts
             self.locustfile()  # nor a missing Locust file
+            writable_dir(self.c.report_dir, "--report-dir")  # nor reports that cannot be written
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.start_collector()
             self.target.start(self)
@@ -448,6 +449,17 @@ def _preload_check() -> None:
     import slo.report  # noqa: F401
     import slo.spec  # noqa: F401
     import slo.store  # noqa: F401
+
+
+def writable_dir(path: str, what: str) -> None:
+    """Create `path` (a directory) now and prove it writable, or a GateError naming `what`."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise GateError(f"{what} {path} is not a writable directory ({e.strerror or e}); "
+                        "pick another one") from e
 
 
 def run_gate(config: GateConfig, out: Callable[[str], None] = print) -> int:
