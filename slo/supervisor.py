@@ -92,6 +92,7 @@ class Proc:
         self.log_path = log_path
         self.term_leader_only = term_leader_only
         self.tail_lines = tail_lines
+        self.stopped = False  # group seen empty: its id may be reused, signal it no more
 
     @property
     def pid(self) -> int:
@@ -118,6 +119,8 @@ class Proc:
         return "\n".join(text[-(lines or self.tail_lines):])
 
     def signal_group(self, sig: int) -> None:
+        if self.stopped:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
@@ -132,6 +135,8 @@ class Proc:
 
     def finish(self, deadline: float) -> None:
         """After `terminate`: wait until the group is empty or `deadline`, then SIGKILL it."""
+        if self.stopped:
+            return
         while time.monotonic() < deadline:
             self.popen.poll()  # reap the leader, or it counts as a zombie member
             if not group_alive(self.pid):
@@ -143,8 +148,11 @@ class Proc:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(2)
         end = time.monotonic() + 2
-        while group_alive(self.pid) and time.monotonic() < end:
+        while group_alive(self.pid):
+            if time.monotonic() > end:
+                return
             time.sleep(0.02)
+        self.stopped = self.popen.poll() is not None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL what is left of the group after `timeout` seconds."""
