@@ -26,8 +26,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,7 +41,6 @@ from slo.errors import SloError
 from slo.gate.base import SIDES, Target
 from slo.gate.procs import (
     GateError,
-    Proc,
     install_signal_handlers,
     port_open,
     python_cmd,
@@ -52,6 +49,7 @@ from slo.gate.procs import (
 from slo.pipeline import summary_text, wait_for_spans
 from slo.ports import free_port
 from slo.slicefile import write_slice
+from slo.supervisor import Proc, Supervisor
 
 #: the Locust file that only loads the SLO plugin, given beside the user's (`-f theirs,this`)
 PLUGIN_LOCUSTFILE = Path(slo.__file__).parent / "locust" / "slo_plugin.py"
@@ -134,10 +132,10 @@ class Gate:
         self.c = config
         self.out = out
         self.target = target or make_target(config)
-        self.procs: list[Proc] = []
         self.gate_id = f"gate-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         self.t0 = time.monotonic()
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="slo-gate-"))
+        self.supervisor = Supervisor(self.workdir, error=GateError)
         self.run_id_file = self.workdir / "run-id"
         self.store_path = self.workdir / "store"
         self.collector_port = 0
@@ -161,6 +159,11 @@ class Gate:
         return getattr(self.target, "base_port", 0)
 
     @property
+    def procs(self) -> list[Proc]:
+        """Every child started so far (the targets wait on them)."""
+        return self.supervisor.procs
+
+    @property
     def collector_url(self) -> str:
         return f"http://127.0.0.1:{self.collector_port}"
 
@@ -175,38 +178,12 @@ class Gate:
     def spawn(self, name: str, cmd: list[str] | str, env: dict[str, str], *,
               cwd: str | os.PathLike | None = None, shell: bool = False) -> Proc:
         """Start a child in its own process group, output to <workdir>/<name>.log."""
-        log_path = self.workdir / f"{name}.log"
-        log = open(log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
-        try:
-            popen = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True, shell=shell,
-                # ours run in the workdir: a sut/ or slo/ folder in the caller's would shadow
-                cwd=cwd or self.workdir,
-            )
-        except OSError as e:
-            raise GateError(f"could not start {name} ({cmd}): {e}") from e
-        finally:
-            log.close()
-        proc = Proc(name, popen, log_path)
-        self.procs.append(proc)
-        return proc
+        # ours run in the workdir: a sut/ or slo/ folder in the caller's would shadow
+        return self.supervisor.spawn(name, cmd, env, cwd=cwd or self.workdir, shell=shell)
 
     def wait_until(self, what: str, ok: Callable[[], bool], procs: list[Proc], timeout: float,
                    poll: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while not ok():
-            for p in procs:
-                if not p.alive():
-                    raise GateError(
-                        f"{p.name} exited (code {p.popen.returncode}) before {what} was ready; "
-                        f"its last lines:\n{p.log_tail()}"
-                    )
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in procs)
-                raise GateError(f"{what} not ready after {timeout:.0f} s"
-                                + (f"; last lines:\n{tails}" if tails else ""))
-            time.sleep(poll)
+        self.supervisor.wait_until(what, ok, procs, timeout, interval=poll)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -339,13 +316,7 @@ class Gate:
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, but end the gate (exit 2) as soon as any of our processes dies."""
-        deadline = time.monotonic() + seconds
-        while (now := time.monotonic()) < deadline:
-            for p in self.procs:
-                if not p.alive():
-                    raise GateError(f"{p.name} exited during the gate (code "
-                                    f"{p.popen.returncode}); its last lines:\n{p.log_tail()}")
-            time.sleep(min(0.1, deadline - now))
+        self.supervisor.sleep(seconds, message="{name} exited during the gate (code {code})")
 
     def spec_path(self) -> str:
         """--spec, else ./slo.yaml, else the target's default (the SUT's embedded spec)."""
@@ -432,6 +403,7 @@ class Gate:
             preload = _Preload()
             self.spec_path()  # no spec is exit 2 before anything starts
             self.locustfile()  # nor a missing Locust file
+            writable_dir(self.c.report_dir, "--report-dir")  # nor reports that cannot be written
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.phase("setup")
             # everything starts at once: the collector boots while the target starts (the
@@ -453,8 +425,7 @@ class Gate:
             }
             self.say(f"load done in {time.monotonic() - t_start:.0f} s; stopping locust")
             # no request carries a slice id any more: Locust can stop while we check
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(locust.popen.pid, signal.SIGTERM)
+            locust.terminate()
             preload.join()
             try:
                 code = self.check(ids, per_side)
@@ -474,22 +445,11 @@ class Gate:
 
         A second Ctrl-C while this runs is ignored: half a clean-up would leave processes.
         """
-        ignored = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):
-                ignored[sig] = signal.signal(sig, signal.SIG_IGN)
-        try:
-            keep = self.c.keep
-            stopping = [p for p in self.procs if not (keep and p.name != "locust")]
-            for p in stopping:
-                p.terminate()
-            deadline = time.monotonic() + 10
-            for p in stopping:
-                p.stop(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(SloError):
-                self.target.stop()
-        finally:
-            restore_signal_handlers(ignored)
+        keep = self.c.keep
+        self.supervisor.stop([p for p in self.procs if not (keep and p.name != "locust")],
+                             timeout=10)
+        with contextlib.suppress(SloError):
+            self.target.stop()
         if keep:
             alive = [p for p in self.procs if p.alive()]
             for p in alive:
@@ -553,6 +513,17 @@ class _Preload(threading.Thread):
         super().join(timeout)
         if self.error is not None:
             raise self.error
+
+
+def writable_dir(path: str, what: str) -> None:
+    """Create `path` (a directory) now and prove it writable, or a GateError naming `what`."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise GateError(f"{what} {path} is not a writable directory ({e.strerror or e}); "
+                        "pick another one") from e
 
 
 def run_gate(config: GateConfig, out: Callable[[str], None] = print) -> int:
