@@ -416,6 +416,7 @@ class Gate:
             locust = self.start_locust()
             self.phase("start")
             self.target.ready(self)
+            preload.join()  # a broken install fails here, before any load is spent
             self.phase("ready")
             t_start = time.monotonic()
             ids = self.drive(locust)
@@ -426,7 +427,6 @@ class Gate:
             self.say(f"load done in {time.monotonic() - t_start:.0f} s; stopping locust")
             # no request carries a slice id any more: Locust can stop while we check
             locust.terminate()
-            preload.join()
             try:
                 code = self.check(ids, per_side)
             except SloError:
