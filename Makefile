@@ -24,6 +24,7 @@ test: lint
 # mypy reads [tool.mypy] in pyproject.toml (slo/); its cache in .mypy_cache/ keeps reruns fast
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 up: $(STAMP)

@@ -37,7 +37,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from slo.errors import SourceError
-from slo.spans import SCHEMA
+from slo.ingest.spans import SCHEMA
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]

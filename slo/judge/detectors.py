@@ -26,8 +26,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from slo import sqlnorm
+from slo import units
 from slo.errors import SloError
+from slo.judge import sqlnorm
 
 DEFAULTS: dict[str, dict[str, object]] = {
     # Sentry: the same statement, sequential, under one parent, >= 5 times, >= 50 ms total.
@@ -70,15 +71,15 @@ _NS = 1_000_000  # ns per ms
 def _options(config: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """DEFAULTS overlaid with `config`, options the spec has already validated.
 
-    `slo.spec` is the one place detector options are checked (with file and line); a name
+    `slo.judge.spec` is the one place detector options are checked (with file and line); a name
     unknown here is a caller that skipped it, a programming error.
     """
     out = {name: dict(opts) for name, opts in DEFAULTS.items()}
     for name, opts in (config or {}).items():
         unknown = [name] if name not in DEFAULTS else [k for k in opts if k not in DEFAULTS[name]]
         if unknown:
-            raise ValueError(f"detector options {unknown} are not in slo.detectors.DEFAULTS; "
-                             "options come from slo.spec.parse_spec, which validates them")
+            raise ValueError(f"detector options {unknown} are not in slo.judge.detectors.DEFAULTS; "
+                             "options come from slo.judge.spec.parse_spec, which validates them")
         out[name].update(opts)
     return out
 
@@ -98,10 +99,6 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 
 def _ms(ns: float | int | None) -> float:
     return round(float(ns or 0) / _NS, 3)
-
-
-def _fmt(ms: float) -> str:
-    return f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2g} ms"
 
 
 class _Context:
@@ -271,7 +268,7 @@ def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             **shared,
             "message": (
                 f"{r['service']} `{sqlnorm.short(norm)}` ran {r['seq']} times one after "
-                f"another under `{r['parent_label']}` ({_fmt(shared['total_ms'])} in all) in "
+                f"another under `{r['parent_label']}` ({units.duration_ms(shared['total_ms'])} in all) in "
                 f"{r['traces']} trace(s): load them with one query (a join or IN list)"
             ),
             "saved_ms": None,
@@ -338,7 +335,7 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             "message": (
                 f"{r['service']} called {callee or 'its downstream'} `{r['route']}` {r['seq']} "
                 f"times one after another under `{r['parent_label']}` "
-                f"({_fmt(shared['total_ms'])} in all) in {r['traces']} trace(s): fetch them in "
+                f"({units.duration_ms(shared['total_ms'])} in all) in {r['traces']} trace(s): fetch them in "
                 f"one batch call"
             ),
             "saved_ms": None,
@@ -615,8 +612,8 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                 "serial_ms": _ms(r["span_ns"]),
                 "message": (
                     f"{r['service']} `{r['parent_name']}` calls {', '.join(callees)} one after another "
-                    f"in {r['traces']} trace(s); in parallel they would save about {_fmt(saved)} "
-                    f"per request (p50; {_fmt(_ms(r['saved_ns']))} in the worst trace)"
+                    f"in {r['traces']} trace(s); in parallel they would save about {units.duration_ms(saved)} "
+                    f"per request (p50; {units.duration_ms(_ms(r['saved_ns']))} in the worst trace)"
                 ),
             }
         )
@@ -701,7 +698,7 @@ def _slow_statement(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                 "max_ms": _ms(r["ns"]),
                 "message": (
                     f"{r['service']} `{sqlnorm.short(norm)}` takes {float(r['p50_share']) * 100:.0f}% "
-                    f"of `{r['root_name']}` (p50 {_fmt(p50)}) in {r['traces']} trace(s): "
+                    f"of `{r['root_name']}` (p50 {units.duration_ms(p50)}) in {r['traces']} trace(s): "
                     f"check its plan (index, scan, lock)"
                 ),
                 "saved_ms": None,
@@ -846,10 +843,10 @@ _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]
 def run_detectors(
     spans: pa.Table, config: dict[str, dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """Findings of every detector over a span table (`slo.spans.SCHEMA`).
+    """Findings of every detector over a span table (`slo.ingest.spans.SCHEMA`).
 
     `config` maps detector name -> options overriding `DEFAULTS`, as validated by
-    `slo.spec` (`Spec.detectors`). Each finding: {"detector", "service", "span", "statement",
+    `slo.judge.spec` (`Spec.detectors`). Each finding: {"detector", "service", "span", "statement",
     "count", "trace_id", "span_id", "message", "fails", "saved_ms", ...evidence}; failing
     findings first.
     """
@@ -858,7 +855,7 @@ def run_detectors(
         return []
     missing = [c for c in _NEEDED if c not in spans.column_names]
     if missing:
-        raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.spans.SCHEMA)")
+        raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.ingest.spans.SCHEMA)")
     ctx = _Context(spans)
     try:
         findings = []

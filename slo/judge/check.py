@@ -3,11 +3,11 @@
 The verdict is the product: every objective gets an observed value, its budget, a status,
 the number of samples and an exemplar trace; every failure gets an explanation a person can
 act on without opening a trace viewer. The heavy lifting over all spans is vectorized
-(`slo.tree.RunIndex`); only the handful of traces the report shows or explains are turned
+(`slo.judge.tree.RunIndex`); only the handful of traces the report shows or explains are turned
 into Python dicts.
 
 Regressions against a baseline (a saved file or another run of the same store, both
-summarised by `summarize_run`) follow the rules in `slo.spec.Regression`: latency needs a
+summarised by `summarize_run`) follow the rules in `slo.judge.spec.Regression`: latency needs a
 relative AND absolute slow-down AND statistical significance; counts fail on any increase
 beyond the threshold of the per-request median or maximum; error rates need a significant
 increase in proportion.
@@ -27,20 +27,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo import completeness, explain, sqlnorm
-from slo.critical_path import self_times
-from slo.detectors import run_detectors
-from slo.spec import SLO, Objective, Spec
-from slo.stats import (
+from slo import units
+from slo.judge import completeness, explain, sqlnorm
+from slo.judge.critical_path import self_times
+from slo.judge.detectors import run_detectors
+from slo.judge.spec import SLO, Objective, Spec
+from slo.judge.stats import (
     MAX_SAMPLES,
     MIN_PAIRS,
     Change,
     TestResult,
     abba_pairs,
     downsample,
-    fmt_confidence,
     holm,
-    interval_text,
     mann_whitney_greater,
     paired_change,
     percentile,
@@ -49,8 +48,8 @@ from slo.stats import (
     stat_of,
     tail_greater,
 )
-from slo.traces import nearest, spread, subtree, trace_dict
-from slo.tree import CountStats, RunIndex, index_for
+from slo.judge.traces import nearest, spread, subtree, trace_dict
+from slo.judge.tree import CountStats, RunIndex, index_for
 
 
 def prefetch_scipy() -> None:
@@ -283,32 +282,6 @@ def summarize_run(spec: Spec, spans: pa.Table, run_id: str | None = None,
 # Formatting helpers
 
 
-def fmt_ms(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if v >= 100:
-        return f"{v:.0f} ms"
-    if v >= 10:
-        return f"{v:.1f} ms"
-    if v >= 1:
-        return f"{v:.2f} ms"
-    return f"{v:.3g} ms"
-
-
-def fmt_value(v: float | None, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ms":
-        return fmt_ms(v)
-    if unit == "ratio":
-        return f"{v * 100:.2f}%"
-    return f"{v:g}"
-
-
-def _pct(rel: float) -> str:
-    return f"{rel * 100:+.0f}%"
-
-
 # ---------------------------------------------------------------------------------------------
 # The check
 
@@ -445,8 +418,8 @@ class _Check:
             worst = int(np.argmax(ev.durations))
             ok = observed <= o.budget
             label = "max" if o.percentile == 100 else f"p{o.percentile:g}"
-            text = (f"{label} latency {fmt_ms(observed)} "
-                    f"{'within' if ok else 'over'} the {fmt_ms(o.budget)} budget "
+            text = (f"{label} latency {units.duration_ms(observed)} "
+                    f"{'within' if ok else 'over'} the {units.duration_ms(o.budget)} budget "
                     f"({ev.n} requests).")
             self.result(slo, o.name, "objective", "pass" if ok else "fail", observed,
                         o.budget, "ms", ev.n, text, ev.rows[worst], _explain_worst=not ok)
@@ -645,14 +618,14 @@ class _Check:
         reg = ev.slo.regression
         st = shown["stat"]
         b, c = stat_of(pooled_b, st), stat_of(pooled_c, st)
-        parts = [f"{x['stat']} {fmt_ms(stat_of(pooled_b, x['stat']))} -> "
-                 f"{fmt_ms(stat_of(pooled_c, x['stat']))}" for x in comps]
-        limit = f"{r['budget'] * 100:g}% and {fmt_ms(reg.latency_min_ms)}"
+        parts = [f"{x['stat']} {units.duration_ms(stat_of(pooled_b, x['stat']))} -> "
+                 f"{units.duration_ms(stat_of(pooled_c, x['stat']))}" for x in comps]
+        limit = f"{r['budget'] * 100:g}% and {units.duration_ms(reg.latency_min_ms)}"
         pairs = shown["pairs"]
-        text = (f"Latency {', '.join(parts)}; {interval_text(shown, 'ms')} over "
+        text = (f"Latency {', '.join(parts)}; {units.result_change(shown, 'ms')} over "
                 f"{pairs} slice pairs.")
         if failing:
-            conf = fmt_confidence(shown["confidence"])
+            conf = units.confidence(shown["confidence"])
             text += (f" {st} slower by more than {limit} with {conf} "
                      f"confidence ({r['pattern']}: {r['affected_share'] * 100:.0f}% of "
                      f"requests slower).")
@@ -679,16 +652,16 @@ class _Check:
         pairs = shown["pairs"]
         if what == "errors":
             text = (f"Error rate {b * 100:.2f}% -> {c * 100:.2f}%; "
-                    f"{interval_text(shown, 'ratio')} over {pairs} slice pairs.")
+                    f"{units.result_change(shown, 'ratio')} over {pairs} slice pairs.")
             limit = f"{r['budget'] * 100:g} percentage points"
         else:
             noun = ("DB queries" if what == "db_queries"
                     else "runs of the most repeated statement")
             text = (f"{noun} per request: mean {b:.2f} -> {c:.2f}; "
-                    f"{interval_text(shown, 'count')} over {pairs} slice pairs.")
+                    f"{units.result_change(shown, 'count')} over {pairs} slice pairs.")
             limit = f"{r['budget']:g} per request"
         if failing:
-            text += f" More than {limit} with {fmt_confidence(shown['confidence'])} confidence."
+            text += f" More than {limit} with {units.confidence(shown['confidence'])} confidence."
             if what == "errors" and ev.errors.any():
                 text += " " + self.error_sources(ev.rows[ev.errors])
             elif what != "errors":
@@ -736,13 +709,13 @@ class _Check:
                 continue
             rel = (c - b) / b if b > 0 else (math.inf if c > 0 else 0.0)
             test = tests[stat]
-            parts.append(f"{stat} {fmt_ms(b)} -> {fmt_ms(c)} ({_pct(rel) if b > 0 else 'new'})")
+            parts.append(f"{stat} {units.duration_ms(b)} -> {units.duration_ms(c)} ({units.change(rel) if b > 0 else 'new'})")
             if rel > threshold and (c - b) > min_ms:
                 exceeded.append(stat)
                 if test.significant and failing is None:
                     failing = (stat, b, c, test)
         stat, b, c, test = failing or ("p50", bl.get("p50"), cand.get("p50"), mwu)
-        limit = f"{threshold * 100:g}% and {fmt_ms(min_ms)}"
+        limit = f"{threshold * 100:g}% and {units.duration_ms(min_ms)}"
         text = "Latency " + ", ".join(parts) + "."
         if failing:
             text += f" {stat} slower by more than {limit}, {test.note}."
@@ -867,10 +840,10 @@ class _Check:
             if s is None or ms <= 0:
                 continue
             label = explain.group_label(explain.group_of(s))
-            parts.append(f"{label} {fmt_ms(ms)}")
+            parts.append(f"{label} {units.duration_ms(ms)}")
         if not parts:
             return ""
-        return (f"Worst trace {trace['trace_id'][:12]}… ({fmt_ms(trace['duration_ms'])}): "
+        return (f"Worst trace {trace['trace_id'][:12]}… ({units.duration_ms(trace['duration_ms'])}): "
                 f"most critical-path time in " + ", then ".join(parts) + ".")
 
     # -- driver --------------------------------------------------------------------------
