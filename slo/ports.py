@@ -19,7 +19,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS says is free right now."""
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # (getsockname is typed Any: its shape is per family)
+        return port
 
 
 def free_port_range(n: int, attempts: int = 200, host: str = "127.0.0.1") -> int:

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from typing import Any
 
 import click
 import pyarrow as pa
@@ -59,7 +60,8 @@ def latest_run(table: pa.Table) -> str | None:
         return None
     g = table.group_by("run_id").aggregate([("end_ns", "max")]).to_pylist()
     named = [r for r in g if r["run_id"]] or g
-    return max(named, key=lambda r: (r["end_ns_max"], r["run_id"]))["run_id"]
+    latest: str | None = max(named, key=lambda r: (r["end_ns_max"], r["run_id"]))["run_id"]
+    return latest
 
 
 def only_run(table: pa.Table, run_id: str | None) -> pa.Table:
@@ -94,7 +96,7 @@ class _Source:
         return t.filter(pc.and_(pc.greater_equal(t["start_ns"], start),
                                 pc.less(t["start_ns"], end)))
 
-    def read(self, run_id: str | None) -> tuple[pa.Table, str | None, dict | None]:
+    def read(self, run_id: str | None) -> tuple[pa.Table, str | None, dict[str, Any] | None]:
         """(spans, run id, run metadata) of one run; `run_id` None means the latest."""
         if self.traces:
             from slo.ingest.sources import read_otlp_files

@@ -83,7 +83,7 @@ def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
               default=1, show_default=True,
               help="Locust load processes (Locust's --processes: a master and N-1 more workers)")
 @click.pass_context
-def command(ctx: click.Context, **flags: Any) -> None:
+def command(ctx: click.Context, /, **flags: Any) -> None:
     """Start collector and target, run interleaved baseline/candidate load, check, report.
 
     Targets: the bundled SUT (default, --bugs), two deployments the gate starts
