@@ -40,6 +40,8 @@ from slo.errors import SourceError
 from slo.spans import SCHEMA
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
+#: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through
+_WAL_BUFFER = 1 << 20
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
 #: the run of spans that carry no run id (the collector's default `--run-id`)
 UNLABELLED = ""
@@ -311,6 +313,10 @@ class StoreWriter:
         self._compact_lock = threading.Lock()
         self._writer: ipc.RecordBatchStreamWriter | None = None
         self._file: pa.NativeFile | None = None
+        self._buffer: pa.BufferedOutputStream | None = None
+        self._commit_cond = threading.Condition()
+        self._commit_queue: list[_Commit] = []
+        self._committing = False
         self._seg_path: Path | None = None
         self._seg_bytes = 0
         self._last_append = 0.0
@@ -362,36 +368,83 @@ class StoreWriter:
 
     def append(self, table: pa.Table) -> None:
         """Write spans to the current WAL segment (creating one if needed)."""
-        if not table.num_rows:
+        self.append_many([table])
+
+    def append_many(self, tables: list[pa.Table]) -> None:
+        """Write several requests' spans to the WAL with one `write(2)` (a group commit).
+
+        Why buffered: Arrow's IPC writer issues a write per buffer (about 50 per request);
+        gathering the batches in memory and flushing once costs a third of that CPU. The
+        flush is what makes the spans durable against `kill -9`, so it happens before this
+        returns; when it fails, nothing of the group may be acknowledged.
+        """
+        tables = [t if t.schema == SCHEMA else t.cast(SCHEMA) for t in tables if t.num_rows]
+        if not tables:
             return
-        if table.schema != SCHEMA:
-            table = table.cast(SCHEMA)
         with self._lock:
             if self._writer is None:
                 self._open_segment()
-            assert self._writer is not None
+            assert self._writer is not None and self._buffer is not None
             try:
-                self._writer.write_table(table)
+                for table in tables:
+                    self._writer.write_table(table)
+                self._buffer.flush()
             except BaseException:
                 # a torn batch ends what readers can see of this segment: never append
                 # after it; the next request starts a fresh segment
                 self._pending.append(self._seg_path)
-                for closing in (self._writer, self._file):
+                for closing in (self._writer, self._buffer, self._file):
                     with contextlib.suppress(Exception):
                         closing.close()
-                self._writer = self._file = self._seg_path = None
+                self._writer = self._buffer = self._file = self._seg_path = None
                 raise
-            self._seg_bytes += table.nbytes
+            for table in tables:
+                self._seg_bytes += table.nbytes
+                self.spans_written += table.num_rows
             self._last_append = time.monotonic()
-            self.spans_written += table.num_rows
             if self._seg_bytes >= self.segment_bytes:
                 self._pending.append(self._close_segment())
+
+    def commit(self, table: pa.Table) -> None:
+        """`append` for many concurrent callers: returns once `table` is in the WAL, having
+        written it together with whatever other callers handed in meanwhile (group commit).
+
+        The first caller to find no write under way writes every table waiting, the others
+        wait for the write that contains theirs and get its error if it failed. Why: the
+        collector decodes the next request while this one is written (the write releases the
+        GIL), and requests that finish decoding together share one `write(2)`.
+        """
+        mine = _Commit(table)
+        with self._commit_cond:
+            self._commit_queue.append(mine)
+            while not mine.done and self._committing:
+                self._commit_cond.wait()
+            if mine.done:
+                if mine.error is not None:  # (a fresh exception: one per waiting thread)
+                    raise OSError(f"write-ahead log write failed: {mine.error}") from mine.error
+                return
+            group, self._commit_queue = self._commit_queue, []
+            self._committing = True
+        error: BaseException | None = None
+        try:
+            self.append_many([c.table for c in group])
+        except BaseException as e:
+            error = e
+        with self._commit_cond:
+            for c in group:
+                c.done, c.error, c.table = True, error, None
+            self._committing = False
+            self._commit_cond.notify_all()
+        if error is not None:
+            raise error
 
     def _open_segment(self) -> None:
         self._seg_path = self.store.wal_dir / f"seg-{self._next:012d}.arrows"
         self._next += 1
         self._file = pa.OSFile(str(self._seg_path), "wb")
-        self._writer = ipc.new_stream(self._file, SCHEMA)
+        self._buffer = pa.BufferedOutputStream(self._file, buffer_size=_WAL_BUFFER)
+        self._writer = ipc.new_stream(self._buffer, SCHEMA)
+        self._buffer.flush()  # the schema: readers of an empty segment see a valid stream
         self._seg_bytes = 0
         self._opened = time.monotonic()
 
@@ -399,10 +452,11 @@ class StoreWriter:
         if self._writer is None:
             return None
         self._writer.close()
-        assert self._file is not None
+        assert self._buffer is not None and self._file is not None
+        self._buffer.close()  # flushes the end-of-stream marker, closes the file
         self._file.close()
         path = self._seg_path
-        self._writer = self._file = self._seg_path = None
+        self._writer = self._buffer = self._file = self._seg_path = None
         return path
 
     def rotate(self) -> None:
@@ -470,6 +524,21 @@ class StoreWriter:
             return n
 
 
+@dataclass
+class _Commit:
+    """One caller's table waiting in `StoreWriter.commit`, and how its write ended."""
+
+    table: pa.Table | None
+    done: bool = False
+    error: BaseException | None = None
+
+
+#: columns with few distinct values. Ids, times and attribute JSON are nearly all distinct:
+#: trying a dictionary for them costs compaction CPU and makes the files larger.
+_DICTIONARY_COLUMNS = [c for c in SCHEMA.names if c not in (
+    "trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "attributes")]
+
+
 class _RunFile:
     """One run's Parquet file of one segment: written to a temporary name, renamed at the end."""
 
@@ -478,7 +547,8 @@ class _RunFile:
     def __init__(self, final: Path):
         self.final = final
         self.tmp = final.with_name(final.name + ".tmp")
-        self.writer = pq.ParquetWriter(str(self.tmp), SCHEMA, compression="zstd")
+        self.writer = pq.ParquetWriter(str(self.tmp), SCHEMA, compression="zstd",
+                                       use_dictionary=_DICTIONARY_COLUMNS)
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
 
