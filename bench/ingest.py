@@ -16,6 +16,7 @@ show 503 + Retry-After under real memory pressure, and bounded memory.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import re
 import signal
@@ -108,8 +109,6 @@ def start_collector(store: Path) -> tuple[subprocess.Popen, str]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (load on a shared box does not inflate it)."""
-    import os
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -168,6 +167,7 @@ def main() -> int:
                     help="batches concatenated into one flood request")
     args = ap.parse_args()
 
+    load = os.getloadavg()
     bodies = make_batches(8)
     print(f"batches: {len(bodies)} x {BATCH} spans, {sum(map(len, bodies)) // len(bodies):,} "
           "bytes each (protobuf)")
@@ -208,9 +208,14 @@ def main() -> int:
     print(f"collector peak memory (VmHWM): {peak:.0f} MiB; clean stop + compaction "
           f"{flush:.1f} s (exit {code})")
     print(f"spans acknowledged {acked:,}, stored {stored:,}, lost {lost}")
-    print(f"goal 100,000 spans/s: {'met' if rate >= 100_000 else 'not met'} on the wall clock "
-          f"here ({rate:,.0f}); the collector's rate per CPU-second is "
-          f"{r['acked'] / max(cpu, 1e-9):,.0f} (what one free core would give)")
+    ratio = rate / full
+    met = ratio >= 0.9 and rate >= 200_000 and not lost
+    print(f"ingest, one collector (issue 12 goal: at least 0.9 x decode-to-Arrow and 200,000 "
+          f"spans/s on a quiet machine, 0 lost): {rate:,.0f} spans/s = {ratio:.2f} x, "
+          f"lost {lost}: {'met' if met else 'not met'}; per collector CPU-second "
+          f"{r['acked'] / max(cpu, 1e-9):,.0f} = {r['acked'] / max(cpu, 1e-9) / full:.2f} x "
+          f"(load average {load[0]:.1f} on {os.cpu_count()} cores at the start: when it nears the "
+          "core count the wall-clock rate measures the other load, the CPU-second rate less so)")
     return 1 if lost or code else 0
 
 
