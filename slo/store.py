@@ -443,8 +443,8 @@ class StoreWriter:
         self._next += 1
         self._file = pa.OSFile(str(self._seg_path), "wb")
         self._buffer = pa.BufferedOutputStream(self._file, buffer_size=_WAL_BUFFER)
-        self._writer = ipc.new_stream(self._buffer, SCHEMA)
-        self._buffer.flush()  # the schema: readers of an empty segment see a valid stream
+        self._writer = ipc.new_stream(self._buffer, SCHEMA)  # (writes the schema with the
+        # first batch: until then readers see an empty file, which `iter_segment` allows)
         self._seg_bytes = 0
         self._opened = time.monotonic()
 
