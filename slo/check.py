@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo import completeness, explain, sqlnorm
+from slo import completeness, explain, sqlnorm, units
 from slo.critical_path import self_times
 from slo.detectors import run_detectors
 from slo.spec import SLO, Objective, Spec
@@ -38,9 +38,7 @@ from slo.stats import (
     TestResult,
     abba_pairs,
     downsample,
-    fmt_confidence,
     holm,
-    interval_text,
     mann_whitney_greater,
     paired_change,
     percentile,
@@ -283,32 +281,6 @@ def summarize_run(spec: Spec, spans: pa.Table, run_id: str | None = None,
 # Formatting helpers
 
 
-def fmt_ms(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if v >= 100:
-        return f"{v:.0f} ms"
-    if v >= 10:
-        return f"{v:.1f} ms"
-    if v >= 1:
-        return f"{v:.2f} ms"
-    return f"{v:.3g} ms"
-
-
-def fmt_value(v: float | None, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ms":
-        return fmt_ms(v)
-    if unit == "ratio":
-        return f"{v * 100:.2f}%"
-    return f"{v:g}"
-
-
-def _pct(rel: float) -> str:
-    return f"{rel * 100:+.0f}%"
-
-
 # ---------------------------------------------------------------------------------------------
 # The check
 
@@ -444,8 +416,8 @@ class _Check:
             worst = int(np.argmax(ev.durations))
             ok = observed <= o.budget
             label = "max" if o.percentile == 100 else f"p{o.percentile:g}"
-            text = (f"{label} latency {fmt_ms(observed)} "
-                    f"{'within' if ok else 'over'} the {fmt_ms(o.budget)} budget "
+            text = (f"{label} latency {units.duration_ms(observed)} "
+                    f"{'within' if ok else 'over'} the {units.duration_ms(o.budget)} budget "
                     f"({ev.n} requests).")
             self.result(slo, o.name, "objective", "pass" if ok else "fail", observed,
                         o.budget, "ms", ev.n, text, ev.rows[worst], _explain_worst=not ok)
@@ -642,14 +614,14 @@ class _Check:
         reg = ev.slo.regression
         st = shown["stat"]
         b, c = stat_of(pooled_b, st), stat_of(pooled_c, st)
-        parts = [f"{x['stat']} {fmt_ms(stat_of(pooled_b, x['stat']))} -> "
-                 f"{fmt_ms(stat_of(pooled_c, x['stat']))}" for x in comps]
-        limit = f"{r['budget'] * 100:g}% and {fmt_ms(reg.latency_min_ms)}"
+        parts = [f"{x['stat']} {units.duration_ms(stat_of(pooled_b, x['stat']))} -> "
+                 f"{units.duration_ms(stat_of(pooled_c, x['stat']))}" for x in comps]
+        limit = f"{r['budget'] * 100:g}% and {units.duration_ms(reg.latency_min_ms)}"
         pairs = shown["pairs"]
-        text = (f"Latency {', '.join(parts)}; {interval_text(shown, 'ms')} over "
+        text = (f"Latency {', '.join(parts)}; {units.result_change(shown, 'ms')} over "
                 f"{pairs} slice pairs.")
         if failing:
-            conf = fmt_confidence(shown["confidence"])
+            conf = units.confidence(shown["confidence"])
             text += (f" {st} slower by more than {limit} with {conf} "
                      f"confidence ({r['pattern']}: {r['affected_share'] * 100:.0f}% of "
                      f"requests slower).")
@@ -676,16 +648,16 @@ class _Check:
         pairs = shown["pairs"]
         if what == "errors":
             text = (f"Error rate {b * 100:.2f}% -> {c * 100:.2f}%; "
-                    f"{interval_text(shown, 'ratio')} over {pairs} slice pairs.")
+                    f"{units.result_change(shown, 'ratio')} over {pairs} slice pairs.")
             limit = f"{r['budget'] * 100:g} percentage points"
         else:
             noun = ("DB queries" if what == "db_queries"
                     else "runs of the most repeated statement")
             text = (f"{noun} per request: mean {b:.2f} -> {c:.2f}; "
-                    f"{interval_text(shown, 'count')} over {pairs} slice pairs.")
+                    f"{units.result_change(shown, 'count')} over {pairs} slice pairs.")
             limit = f"{r['budget']:g} per request"
         if failing:
-            text += f" More than {limit} with {fmt_confidence(shown['confidence'])} confidence."
+            text += f" More than {limit} with {units.confidence(shown['confidence'])} confidence."
             if what == "errors" and ev.errors.any():
                 text += " " + self.error_sources(ev.rows[ev.errors])
             elif what != "errors":
@@ -733,13 +705,13 @@ class _Check:
                 continue
             rel = (c - b) / b if b > 0 else (math.inf if c > 0 else 0.0)
             test = tests[stat]
-            parts.append(f"{stat} {fmt_ms(b)} -> {fmt_ms(c)} ({_pct(rel) if b > 0 else 'new'})")
+            parts.append(f"{stat} {units.duration_ms(b)} -> {units.duration_ms(c)} ({units.change(rel) if b > 0 else 'new'})")
             if rel > threshold and (c - b) > min_ms:
                 exceeded.append(stat)
                 if test.significant and failing is None:
                     failing = (stat, b, c, test)
         stat, b, c, test = failing or ("p50", bl.get("p50"), cand.get("p50"), mwu)
-        limit = f"{threshold * 100:g}% and {fmt_ms(min_ms)}"
+        limit = f"{threshold * 100:g}% and {units.duration_ms(min_ms)}"
         text = "Latency " + ", ".join(parts) + "."
         if failing:
             text += f" {stat} slower by more than {limit}, {test.note}."
@@ -863,10 +835,10 @@ class _Check:
             if s is None or ms <= 0:
                 continue
             label = explain.group_label(explain.group_of(s))
-            parts.append(f"{label} {fmt_ms(ms)}")
+            parts.append(f"{label} {units.duration_ms(ms)}")
         if not parts:
             return ""
-        return (f"Worst trace {trace['trace_id'][:12]}… ({fmt_ms(trace['duration_ms'])}): "
+        return (f"Worst trace {trace['trace_id'][:12]}… ({units.duration_ms(trace['duration_ms'])}): "
                 f"most critical-path time in " + ", then ".join(parts) + ".")
 
     # -- driver --------------------------------------------------------------------------

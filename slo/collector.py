@@ -37,6 +37,7 @@ import h11
 
 from slo import otlp
 from slo.errors import PayloadError
+from slo.ports import check_bindable, wait_port
 from slo.store import StoreWriter
 
 log = logging.getLogger("slo.collect")
@@ -821,19 +822,13 @@ def start(config: CollectorConfig) -> Running:
         raise OSError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}") from None
     grpc_server, grpc_port = None, None
     if config.grpc_port > 0:  # say "address in use" plainly, before gRPC logs its own error
-        import socket
-
-        probe = socket.socket()
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((config.host, config.grpc_port))
+            check_bindable(config.grpc_port, config.host)
         except OSError as e:
             http.stop()
             collector.close()
             raise OSError(f"cannot listen on {config.host}:{config.grpc_port}: "
                           f"{e.strerror or e}") from None
-        finally:
-            probe.close()
     if config.grpc_port >= 0:
         try:
             grpc_server, grpc_port = make_grpc_server(collector, config.host, config.grpc_port)
@@ -866,14 +861,4 @@ def serve(config: CollectorConfig, ready: Callable[[Running], None] | None = Non
 
 def wait_ready(host: str, port: int, timeout: float = 30.0) -> None:
     """Poll until something answers on host:port (for scripts that start a collector)."""
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    wait_port(port, host, timeout)

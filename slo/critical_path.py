@@ -15,7 +15,8 @@ root's own gaps are attributed to nobody.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,3 +165,54 @@ def union_ms(segments: list[tuple[float, float]]) -> float:
 def exclusive_times(trace: Mapping[str, Any]) -> dict[str, float]:
     """Each span's own time (ms): its duration minus the union of its children's intervals."""
     return {sid: union_ms(segs) for sid, segs in exclusive_segments(trace).items()}
+
+
+def _ms(value: Any) -> float:
+    """A span's `start_ms`/`duration_ms` for ordering: anything not a finite number is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) else 0.0
+
+
+def tree_order(spans: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """(index into `spans`, depth) in tree pre-order: every waterfall draws spans this way.
+
+    A parent comes before its children; siblings by start time, then longest first (a span
+    that starts with its sibling and outlasts it reads as the enclosing one), then span id
+    and input position, so the order is total and the same in every renderer. Spans whose
+    parent is missing (broken propagation, capped traces) or is themselves become roots, so
+    nothing is hidden; a span id seen twice keeps its first occurrence as the parent, and
+    spans only reachable through a parent-id cycle are appended flat rather than dropped.
+    """
+    ids: dict[str, int] = {}
+    for i, s in enumerate(spans):
+        sid = str(s.get("span_id") or "")
+        if sid and sid not in ids:
+            ids[sid] = i
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for i, s in enumerate(spans):
+        parent = str(s.get("parent_span_id") or "")
+        pi = ids.get(parent) if parent else None
+        if pi is None or pi == i:
+            roots.append(i)
+        else:
+            children.setdefault(pi, []).append(i)
+
+    def key(i: int) -> tuple[float, float, str, int]:
+        s = spans[i]
+        start, duration = _ms(s.get("start_ms")), _ms(s.get("duration_ms"))
+        return (start, -duration, str(s.get("span_id") or ""), i)
+
+    order: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    stack = [(i, 0) for i in sorted(roots, key=key, reverse=True)]
+    while stack:
+        i, depth = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        order.append((i, depth))
+        stack.extend((c, depth + 1) for c in sorted(children.get(i, ()), key=key, reverse=True))
+    order.extend((i, 0) for i in range(len(spans)) if i not in seen)
+    return order

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from slo import sqlnorm
+from slo import sqlnorm, units
 from slo.errors import SloError
 
 DEFAULTS: dict[str, dict[str, object]] = {
@@ -91,10 +91,6 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = N
 
 def _ms(ns: float | int | None) -> float:
     return round(float(ns or 0) / _NS, 3)
-
-
-def _fmt(ms: float) -> str:
-    return f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2g} ms"
 
 
 class _Context:
@@ -264,7 +260,7 @@ def _n_plus_one(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             **shared,
             "message": (
                 f"{r['service']} `{sqlnorm.short(norm)}` ran {r['seq']} times one after "
-                f"another under `{r['parent_label']}` ({_fmt(shared['total_ms'])} in all) in "
+                f"another under `{r['parent_label']}` ({units.duration_ms(shared['total_ms'])} in all) in "
                 f"{r['traces']} trace(s): load them with one query (a join or IN list)"
             ),
             "saved_ms": None,
@@ -331,7 +327,7 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             "message": (
                 f"{r['service']} called {callee or 'its downstream'} `{r['route']}` {r['seq']} "
                 f"times one after another under `{r['parent_label']}` "
-                f"({_fmt(shared['total_ms'])} in all) in {r['traces']} trace(s): fetch them in "
+                f"({units.duration_ms(shared['total_ms'])} in all) in {r['traces']} trace(s): fetch them in "
                 f"one batch call"
             ),
             "saved_ms": None,
@@ -607,8 +603,8 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                 "serial_ms": _ms(r["span_ns"]),
                 "message": (
                     f"{r['service']} `{r['parent_name']}` calls {', '.join(callees)} one after another "
-                    f"in {r['traces']} trace(s); in parallel they would save about {_fmt(saved)} "
-                    f"per request (p50; {_fmt(_ms(r['saved_ns']))} in the worst trace)"
+                    f"in {r['traces']} trace(s); in parallel they would save about {units.duration_ms(saved)} "
+                    f"per request (p50; {units.duration_ms(_ms(r['saved_ns']))} in the worst trace)"
                 ),
             }
         )
@@ -693,7 +689,7 @@ def _slow_statement(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                 "max_ms": _ms(r["ns"]),
                 "message": (
                     f"{r['service']} `{sqlnorm.short(norm)}` takes {float(r['p50_share']) * 100:.0f}% "
-                    f"of `{r['root_name']}` (p50 {_fmt(p50)}) in {r['traces']} trace(s): "
+                    f"of `{r['root_name']}` (p50 {units.duration_ms(p50)}) in {r['traces']} trace(s): "
                     f"check its plan (index, scan, lock)"
                 ),
                 "saved_ms": None,

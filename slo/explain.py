@@ -20,24 +20,19 @@ from collections.abc import Iterable, Mapping
 from statistics import median
 from typing import Any
 
-from slo import sqlnorm
+from slo import sqlnorm, units
 from slo.critical_path import exclusive_segments, self_times, union_ms
+from slo.spans import statement as db_statement
 
 Group = tuple[str, str, str | None]
-
-_STATEMENT_ATTRS = ("db.query.text", "db.statement")
 
 #: Growth below this (ms per request) is float noise, not a contribution.
 _NOISE_MS = 1e-6
 
 
 def _statement(span: Mapping[str, Any]) -> str | None:
-    attrs = span.get("attributes") or {}
-    for key in _STATEMENT_ATTRS:
-        value = attrs.get(key)
-        if value:
-            return sqlnorm.normalize(str(value))
-    return None
+    value = db_statement(span.get("attributes") or {})
+    return sqlnorm.normalize(value) if value else None
 
 
 def group_of(span: Mapping[str, Any]) -> Group:
@@ -168,14 +163,6 @@ def attribute_latency(
     return attribute_profiles(profile(baseline_traces), profile(candidate_traces), top)
 
 
-def _ms(value: float) -> str:
-    if value >= 10:
-        return f"{value:.0f} ms"
-    if value >= 1:
-        return f"{value:.1f} ms"
-    return f"{value:.2g} ms" if value > 0 else "0 ms"
-
-
 def _subject(item: Mapping[str, Any]) -> str:
     what = sqlnorm.short(item["statement"]) if item.get("statement") else item.get("span") or ""
     return f"{item.get('service') or ''} `{what}`".strip()
@@ -214,7 +201,7 @@ def describe(contributions: list[dict[str, Any]], limit: int = 3) -> str:
             stat = "p50"
         share = float(item.get("share") or 0.0)
         parts.append(
-            f"{_subject(item)}: {stat} {_ms(b)} -> {_ms(c)}{extra}, "
+            f"{_subject(item)}: {stat} {units.duration_ms(b)} -> {units.duration_ms(c)}{extra}, "
             f"about {share * 100:.0f}% of the added time"
         )
     return "; ".join(parts) + "."

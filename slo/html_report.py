@@ -25,7 +25,8 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from slo.stats import interval_text
+from slo import units
+from slo.critical_path import tree_order
 
 __all__ = ["render_html", "render_trace_html", "service_colors"]
 
@@ -64,8 +65,8 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
     )
-    env.filters["fmt"] = _fmt_value
-    env.filters["ms"] = _fmt_ms
+    env.filters["fmt"] = units.value
+    env.filters["ms"] = units.duration_ms
     env.filters["anchor"] = _anchor
     env.filters["codeticks"] = _codeticks
     return env
@@ -84,47 +85,6 @@ def _get_env() -> jinja2.Environment:
 # --------------------------------------------------------------------------- formatting
 
 
-def _fmt_ms(value: Any) -> str:
-    """Milliseconds with precision that fits their size (0.042 ms, 3.21 ms, 412 ms, 2.4 s)."""
-    if not isinstance(value, Real) or isinstance(value, bool) or math.isnan(value):
-        return "–"
-    v = float(value)
-    if abs(v) >= 10_000:
-        return f"{v / 1000:.1f} s"
-    if abs(v) >= 100:
-        return f"{v:.0f} ms"
-    if abs(v) >= 10:
-        return f"{v:.1f} ms"
-    if abs(v) >= 1:
-        return f"{v:.2f} ms"
-    return f"{v:.3f} ms"
-
-
-def _fmt_tick(ms: float) -> str:
-    """Axis labels on a 1-2-5 log scale: 0.5 ms, 20 ms, 1 s."""
-    if ms >= 1000:
-        return f"{ms / 1000:g} s"
-    return f"{ms:g} ms"
-
-
-def _fmt_value(value: Any, unit: str | None = None) -> str:
-    """An observed/budget/baseline value in its unit: ms, ratio (as %), or count."""
-    if value is None:
-        return "–"
-    if not isinstance(value, Real) or isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return str(value)
-    if unit == "ms":
-        return _fmt_ms(value)
-    if unit == "ratio":
-        pct = value * 100
-        return f"{pct:.2f}%" if abs(pct) < 10 else f"{pct:.1f}%"
-    if unit == "count":
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _codeticks(text: Any) -> markupsafe.Markup:
     """Explanations quote statements and span names in `backticks`: show those as code.
 
@@ -138,20 +98,6 @@ def _codeticks(text: Any) -> markupsafe.Markup:
         esc = markupsafe.escape(part)
         out.append(markupsafe.Markup("<code>%s</code>") % esc if i % 2 else esc)
     return markupsafe.Markup("").join(out)
-
-
-def _fmt_budget(r: Mapping[str, Any]) -> str:
-    """A regression's budget is the allowed increase over the baseline, not a level.
-
-    slo/check.py: latency as a fraction of the baseline (0.2 = +20%), error rate as an
-    absolute ratio, query counts as an absolute count.
-    """
-    budget, unit = r.get("budget"), r.get("unit")
-    if r.get("kind") != "regression" or not isinstance(budget, Real):
-        return _fmt_value(budget, unit)
-    if str(r.get("objective", "")).startswith("latency"):
-        return f"+{budget * 100:g}% vs baseline"
-    return "+" + _fmt_value(budget, unit)
 
 
 def _anchor(value: Any) -> str:
@@ -306,48 +252,6 @@ class _Row:
             setattr(self, k, val)
 
 
-def _span_order(spans: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """(index, depth) in tree pre-order, children by start; orphans become roots.
-
-    Spans whose parent is missing (broken propagation, capped traces) are drawn as roots so
-    that nothing is hidden; cycles in bad input cannot loop.
-    """
-    ids = {}
-    for i, s in enumerate(spans):
-        sid = s.get("span_id")
-        if sid and sid not in ids:
-            ids[sid] = i
-    children: dict[int, list[int]] = {}
-    roots: list[int] = []
-    for i, s in enumerate(spans):
-        parent = s.get("parent_span_id")
-        pi = ids.get(parent) if parent else None
-        if pi is None or pi == i:
-            roots.append(i)
-        else:
-            children.setdefault(pi, []).append(i)
-
-    def start(i: int) -> float:
-        return _num(spans[i].get("start_ms"))
-
-    order: list[tuple[int, int]] = []
-    seen: set[int] = set()
-    stack = [(i, 0) for i in sorted(roots, key=start, reverse=True)]
-    while stack:
-        i, depth = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        order.append((i, depth))
-        for c in sorted(children.get(i, ()), key=start, reverse=True):
-            stack.append((c, depth + 1))
-    # Spans only reachable through a cycle: append them flat rather than drop them.
-    for i in range(len(spans)):
-        if i not in seen:
-            order.append((i, 0))
-    return order
-
-
 def _truncate(text: str, chars: int) -> str:
     if chars < 4:
         chars = 4
@@ -378,7 +282,7 @@ def _waterfall(
     culprit_name = None
     matched = None
     match_idx = _find_signature(spans, match) if match is not None and not culprit else set()
-    for n, (i, depth) in enumerate(_span_order(spans)):
+    for n, (i, depth) in enumerate(tree_order(spans)):
         s = spans[i]
         start = max(_num(s.get("start_ms")), 0.0)
         dur = max(_num(s.get("duration_ms")), 0.0)
@@ -424,7 +328,7 @@ def _waterfall(
                 critical=bool(s.get("critical")),
                 culprit=is_culprit,
                 error=status == "error",
-                dur=_fmt_ms(dur),
+                dur=units.duration_ms(dur),
                 tx=round(tx, 1),
                 anchor=anchor,
                 inside=inside,
@@ -437,8 +341,8 @@ def _waterfall(
                 "name": name,
                 "service": service,
                 "kind": str(s.get("kind") or ""),
-                "start": _fmt_ms(start),
-                "duration": _fmt_ms(dur),
+                "start": units.duration_ms(start),
+                "duration": units.duration_ms(dur),
                 "status": status,
                 "status_message": str(s.get("status_message") or ""),
                 "critical": bool(s.get("critical")),
@@ -455,13 +359,13 @@ def _waterfall(
     ticks = []
     t = 0.0
     while t <= scale * 1.0001 and len(ticks) < 40:
-        ticks.append({"x": round(bar_x0 + bar_w * t / scale, 1), "label": _fmt_ms(t) if t else "0"})
+        ticks.append({"x": round(bar_x0 + bar_w * t / scale, 1), "label": units.duration_ms(t) if t else "0"})
         t += step
     view = {
         "id": wid,
         "trace_id": str(trace.get("trace_id") or ""),
         "role": str(trace.get("role") or ""),
-        "duration": _fmt_ms(_num(trace.get("duration_ms"))),
+        "duration": units.duration_ms(_num(trace.get("duration_ms"))),
         "n_spans": len(spans),
         "culprit": culprit_name,
         "culprit_key": culprit_key,
@@ -503,7 +407,7 @@ class _Waterfalls:
         """Candidate and (optional) baseline trace on one time scale."""
         scale = max(_trace_duration(candidate), _trace_duration(baseline), 1e-3)
         layout = _PAIR if candidate and baseline else _SOLO
-        out: dict[str, Any] = {"candidate": None, "baseline": None, "scale": _fmt_ms(scale)}
+        out: dict[str, Any] = {"candidate": None, "baseline": None, "scale": units.duration_ms(scale)}
         match = None
         for key, trace in (("candidate", candidate), ("baseline", baseline)):
             if trace:
@@ -610,10 +514,10 @@ def _distribution(slo: Mapping[str, Any]) -> dict[str, Any] | None:
                     "cls": cls,
                     "points": polyline(vals),
                     "n": len(vals),
-                    "p50": _fmt_ms(_quantile(vals, 0.5)),
-                    "p95": _fmt_ms(_quantile(vals, 0.95)),
-                    "p99": _fmt_ms(_quantile(vals, 0.99)),
-                    "max": _fmt_ms(vals[-1]),
+                    "p50": units.duration_ms(_quantile(vals, 0.5)),
+                    "p95": units.duration_ms(_quantile(vals, 0.95)),
+                    "p99": units.duration_ms(_quantile(vals, 0.99)),
+                    "max": units.duration_ms(vals[-1]),
                 }
             )
     xticks = []
@@ -622,7 +526,7 @@ def _distribution(slo: Mapping[str, Any]) -> dict[str, Any] | None:
         for m in (1, 2, 5):
             v = decade * m
             if lo <= v <= hi * 1.0001:
-                xticks.append({"x": round(px(v), 1), "label": _fmt_tick(v), "major": m == 1})
+                xticks.append({"x": round(px(v), 1), "label": units.tick_ms(v), "major": m == 1})
         decade *= 10
     yticks = [
         {"y": round(py(q), 1), "label": f"{q * 100:.0f}%" if q != 0.95 else "", "q": q}
@@ -631,7 +535,7 @@ def _distribution(slo: Mapping[str, Any]) -> dict[str, Any] | None:
     budget_lines = []
     for i, (name, v) in enumerate(sorted(budgets.items(), key=lambda kv: kv[1])):
         budget_lines.append(
-            {"x": round(px(v), 1), "label": f"{name} {_fmt_ms(v)}", "ly": pt + 14 + 14 * (i % 3)}
+            {"x": round(px(v), 1), "label": f"{name} {units.duration_ms(v)}", "ly": pt + 14 + 14 * (i % 3)}
         )
     return {
         "width": _CDF_W,
@@ -684,7 +588,7 @@ def _intervals(results: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
                       "x0": px(c["ci_low"]), "x1": px(c["ci_high"]),
                       "tx": px(_num(c.get("threshold"))),
                       "fails": bool(c.get("significant")),
-                      "label": interval_text(c, "ms")})
+                      "label": units.result_change(c, "ms")})
     ticks = []
     for rel in (-0.9, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0):
         if lo <= lg(rel) <= hi:
@@ -765,12 +669,12 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
                 "objective": str(r.get("objective") or "?"),
                 "kind": str(r.get("kind") or "objective"),
                 "status": status,
-                "observed": _fmt_value(r.get("observed"), r.get("unit")),
-                "budget": _fmt_budget(r),
-                "baseline": _fmt_value(r.get("baseline"), r.get("unit")),
+                "observed": units.value(r.get("observed"), r.get("unit")),
+                "budget": units.budget(r),
+                "baseline": units.value(r.get("baseline"), r.get("unit")),
                 "samples": r.get("samples"),
                 "explanation": str(r.get("explanation") or ""),
-                "change": interval_text(r, str(r.get("unit") or "")) if r.get("kind") ==
+                "change": units.result_change(r, str(r.get("unit") or "")) if r.get("kind") ==
                 "regression" else "",
                 "pattern": (f"{r['pattern']}: {_num(r.get('affected_share')) * 100:.0f}% of "
                             "requests" if r.get("pattern") and r.get("kind") == "regression"
@@ -812,8 +716,8 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
                                 "service": str(c.get("service") or ""),
                                 "span": str(c.get("span") or ""),
                                 "statement": c.get("statement"),
-                                "baseline": _fmt_ms(c.get("baseline_ms")),
-                                "candidate": _fmt_ms(c.get("candidate_ms")),
+                                "baseline": units.duration_ms(c.get("baseline_ms")),
+                                "candidate": units.duration_ms(c.get("candidate_ms")),
                                 "share": max(0.0, min(1.0, _num(c.get("share")))),
                             }
                         )
@@ -862,7 +766,7 @@ def _report_view(report: Mapping[str, Any]) -> dict[str, Any]:
                 "count": f.get("count"),
                 "message": str(f.get("message") or ""),
                 "fails": bool(f.get("fails")),
-                "saved": _fmt_ms(f.get("saved_ms")) if f.get("saved_ms") is not None else None,
+                "saved": units.duration_ms(f.get("saved_ms")) if f.get("saved_ms") is not None else None,
                 "trace_id": tid,
                 "target": target,
             }

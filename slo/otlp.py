@@ -38,7 +38,16 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from slo.errors import PayloadError
-from slo.spans import COLUMNS, KINDS, RUN_ID_ATTR, SCHEMA, TRACESTATE_ATTR
+from slo.spans import (
+    COLUMNS,
+    KINDS,
+    RUN_ID_ATTR,
+    SCHEMA,
+    TRACESTATE_ATTR,
+    http_status,
+    promoted,
+    promoted_lists,
+)
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 INT64_MAX = (1 << 63) - 1
@@ -170,19 +179,6 @@ def _clamp(ns: int) -> int:
     return ns if 0 <= ns <= INT64_MAX else (INT64_MAX if ns > 0 else 0)
 
 
-def _http_status(attrs: dict[str, Any]) -> int:
-    v = attrs.get("http.response.status_code")
-    if v is None:
-        v = attrs.get("http.status_code")
-    if v is None:
-        return 0
-    try:
-        v = int(v)
-    except (TypeError, ValueError, OverflowError):
-        return 0
-    return v if -(1 << 31) <= v < (1 << 31) else 0
-
-
 def _add_span(
     c: _Columns,
     run_id: str,
@@ -211,11 +207,11 @@ def _add_span(
     c.end_ns.append(_clamp(end))
     c.status_code.append(status_code if 0 <= status_code <= 2 else 0)
     c.status_message.append(status_message)
-    g = attrs.get
-    c.db_system.append(str(g("db.system.name") or g("db.system") or ""))
-    c.db_statement.append(str(g("db.query.text") or g("db.statement") or ""))
-    c.http_route.append(str(g("http.route") or ""))
-    c.http_status_code.append(_http_status(attrs))
+    p = promoted(attrs)
+    c.db_system.append(p["db_system"])
+    c.db_statement.append(p["db_statement"])
+    c.http_route.append(p["http_route"])
+    c.http_status_code.append(p["http_status_code"])
     c.attributes.append(_dumps(attrs) if attrs else "{}")
     c.resource.append(resource_json)
     c.events.append(events_json)
@@ -393,7 +389,7 @@ def _http_array(values: list[Any]) -> pa.Array:
     try:
         return pc.fill_null(pa.array(values, type=pa.int32()), 0)
     except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError, TypeError, ValueError):
-        return pa.array([_http_status({"http.status_code": v}) for v in values], pa.int32())
+        return pa.array([http_status(v) for v in values], pa.int32())
 
 
 _KIND_NAMES = pa.array([KINDS[i] for i in range(len(KINDS))], type=pa.string())
@@ -413,10 +409,6 @@ def _decode_lazy(req: Any, run_id: str) -> Decoded:
     ends: list[int] = []
     codes: list[int] = []
     messages: list[str] = []
-    db_sys: list[Any] = []
-    db_stmt: list[Any] = []
-    routes: list[Any] = []
-    http_codes: list[Any] = []
     attributes: list[str] = []
     resources: list[str] = []
     events: list[str] = []
@@ -425,6 +417,10 @@ def _decode_lazy(req: Any, run_id: str) -> Decoded:
     dumps = orjson.dumps
     cache = _KV_CACHE
     kv_decode = _kv
+    promote_from: list[dict[str, Any]] = []  # promoted columns are read per batch, below
+    keep = promote_from.append
+    no_attrs: dict[str, Any] = {}
+    run_attr = RUN_ID_ATTR
     for rs in req.resource_spans:
         res = _pb_attrs(resource_pb2.Resource.FromString(rs.resource).attributes)
         res_json = _dumps(res) if res else "{}"
@@ -473,27 +469,20 @@ def _decode_lazy(req: Any, run_id: str) -> Decoded:
                 messages.append(st.message)
                 resources.append(res_json)
                 if attrs:
-                    g = attrs.get
-                    runs.append(g(RUN_ID_ATTR) or res_run)
-                    db_sys.append(g("db.system.name") or g("db.system") or "")
-                    db_stmt.append(g("db.query.text") or g("db.statement") or "")
-                    routes.append(g("http.route") or "")
-                    code = g("http.response.status_code")
-                    http_codes.append(g("http.status_code") if code is None else code)
+                    runs.append(attrs.get(run_attr) or res_run)
+                    keep(attrs)
                     try:
                         attributes.append(dumps(attrs).decode())
                     except TypeError:
                         attributes.append(_dumps(attrs))
                 else:
                     runs.append(res_run)
-                    db_sys.append("")
-                    db_stmt.append("")
-                    routes.append("")
-                    http_codes.append(None)
+                    keep(no_attrs)
                     attributes.append("{}")
     n = len(tids)
     if not n:
         return Decoded(SCHEMA.empty_table(), rejected, "; ".join(sorted(reasons)))
+    db_sys, db_stmt, routes, http_codes = promoted_lists(promote_from)
     arrays = {
         "run_id": _str_array(runs),
         "trace_id": _hex_array(tids, 16),

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from slo import units
 from slo.errors import SloError
 
 
@@ -42,6 +43,7 @@ def wait_for_spans(
     timeout: float = 30.0,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
+    until: Callable[[], bool] | None = None,
 ) -> int:
     """Wait until the collector has written the runs' spans; returns the span count seen.
 
@@ -49,7 +51,8 @@ def wait_for_spans(
     Done when the count has not grown for `settle` seconds (and, if given, at least
     `expected_roots` spans arrived: a cheap lower bound, one root span per request), or at
     `timeout`, whichever comes first. Unlabelled spans (services that copy no run id) count
-    too: they are what a zero-code-instrumented service sends last.
+    too: they are what a zero-code-instrumented service sends last. `until`, if given, must
+    hold too before it returns (the gate: Locust has exited, its client spans flushed).
     """
     from slo.store import UNLABELLED
 
@@ -65,6 +68,9 @@ def wait_for_spans(
         if count != last:
             last, stable_since = count, now
         enough = expected_roots is None or count >= expected_roots
+        if until is not None and now < deadline and not until():
+            sleep(poll)
+            continue
         if (enough and now - stable_since >= settle) or now >= deadline:
             return count
         if not enough and count > 0 and now - stable_since >= max(settle, 5.0):
@@ -87,8 +93,8 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
         unit = r.get("unit") or ""
         lines.append(
             f"  FAIL {r.get('slo')} {r.get('objective')} [{r.get('status')}]: "
-            f"observed {_num(r.get('observed'), unit)}, budget {_num(r.get('budget'), unit)}"
-            + (f", baseline {_num(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
+            f"observed {units.value(r.get('observed'), unit)}, budget {units.value(r.get('budget'), unit)}"
+            + (f", baseline {units.value(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
         )
         if r.get("explanation"):
             lines.append(f"       {r['explanation']}")
@@ -104,16 +110,6 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
     if report_dir:
         lines.append(f"reports: {Path(report_dir) / 'slo-report.html'} (and .json, .md, junit.xml)")
     return "\n".join(lines)
-
-
-def _num(v: Any, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ratio":
-        return f"{float(v) * 100:.2f}%"
-    if unit == "ms":
-        return f"{float(v):.1f} ms"
-    return f"{float(v):g}"
 
 
 @dataclass

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from slo import units
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -417,6 +419,7 @@ class SloView:
 
     def statements(self, objective: str) -> list[tuple[int, str, str]]:
         """(runs, service, normalized statement) under the exemplar span, most runs first."""
+        from slo.spans import statement as db_statement
         from slo.sqlnorm import normalize
         from slo.traces import subtree
 
@@ -426,10 +429,9 @@ class SloView:
         spans = subtree(trace["spans"], r.get("span_id") or "") or trace["spans"]
         counts: Counter[tuple[str, str]] = Counter()
         for s in spans:
-            attrs = s.get("attributes") or {}
-            stmt = attrs.get("db.query.text") or attrs.get("db.statement")
+            stmt = db_statement(s.get("attributes") or {})
             if stmt:
-                counts[(str(s.get("service") or ""), normalize(str(stmt)))] += 1
+                counts[(str(s.get("service") or ""), normalize(stmt))] += 1
         return [(n, svc, stmt) for (svc, stmt), n in
                 sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
@@ -439,12 +441,11 @@ class SloView:
 
 
 def _fmt(value: float, objective: str) -> str:
-    from slo.check import fmt_value
     from slo.spec import UNITS
 
     if math.isnan(value):
         return "no data"
-    return fmt_value(value, UNITS[objective])
+    return units.value(value, UNITS[objective])
 
 
 def _coerce(objective: str, other: Any) -> Any:
@@ -555,7 +556,7 @@ class SpecItem(pytest.Item):
     """`--slo-spec`: the whole spec over the session's spans, one test result."""
 
     def runtest(self) -> None:
-        from slo.check import fmt_value, run_check
+        from slo.check import run_check
 
         state: SloSession = self.config.stash[_STATE]
         assert state.spec is not None
@@ -569,11 +570,11 @@ class SpecItem(pytest.Item):
             status = r["status"]
             self.user_properties.append(
                 (f"{r['slo']}/{r['objective']}",
-                 f"{status} {fmt_value(r['observed'], r['unit'])} "
-                 f"(budget {fmt_value(r['budget'], r['unit'])})"))
+                 f"{status} {units.value(r['observed'], r['unit'])} "
+                 f"(budget {units.value(r['budget'], r['unit'])})"))
             rows.append(f"{status.upper():8} {r['slo']} {r['objective']}: "
-                        f"{fmt_value(r['observed'], r['unit'])} (budget "
-                        f"{fmt_value(r['budget'], r['unit'])}) {r['explanation']}")
+                        f"{units.value(r['observed'], r['unit'])} (budget "
+                        f"{units.value(r['budget'], r['unit'])}) {r['explanation']}")
         for f in report["findings"]:
             if f.get("fails"):
                 rows.append(f"FINDING  {f['detector']}: {f['message']}")
@@ -581,7 +582,9 @@ class SpecItem(pytest.Item):
             raise SpecFailed("\n".join([f"{state.spec.path}: {spans.num_rows} spans of this "
                                         "session fail the spec:", *rows]))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[no-untyped-def, override]
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None
+    ) -> str:
         if isinstance(excinfo.value, SpecFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)

@@ -21,43 +21,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from slo import waterfall_text
+from slo import units, waterfall_text
 from slo.completeness import sentence as completeness_sentence
 from slo.html_report import render_html
 from slo.sarif import write_sarif
-from slo.stats import interval_text
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
 _ICON = {"pass": "✅ pass", "fail": "❌ fail", "no_data": "⚠️ no data"}
-
-
-def fmt(value: Any, unit: str | None) -> str:
-    """A result value for tables: `41.2 ms`, `1.50%`, `12`, `-`."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    v = float(value)
-    if unit == "ms":
-        if v >= 100:
-            return f"{v:.0f} ms"
-        return f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
-    if unit == "ratio":
-        return f"{v * 100:.2f}%"
-    return f"{v:g}"
-
-
-def fmt_budget(r: dict[str, Any]) -> str:
-    """Budgets of regressions are thresholds: relative for latency, absolute otherwise."""
-    b = r.get("budget")
-    if r.get("kind") == "regression":
-        if b is None:
-            return "-"
-        if r.get("unit") == "ms":
-            return f"+{float(b) * 100:g}%"
-        if r.get("unit") == "ratio":
-            return f"+{float(b) * 100:g} pts"
-        return f"+{float(b):g}"
-    return fmt(b, r.get("unit"))
 
 
 def fmt_change(r: dict[str, Any]) -> str:
@@ -65,17 +36,17 @@ def fmt_change(r: dict[str, Any]) -> str:
     what moved: 'p90 +883% [+610%, +1,100%], 99%; tail: 12% of requests'."""
     if r.get("kind") != "regression":
         return ""
-    text = interval_text(r, r.get("unit") or "")
+    text = units.result_change(r, r.get("unit") or "")
     if text and r.get("status") == "fail" and r.get("pattern") \
             and r.get("affected_share") is not None:
-        text += f"; {r['pattern']}: {float(r['affected_share']) * 100:.0f}% of requests"
+        text += f"; {r['pattern']}: {units.share(r['affected_share'])} of requests"
     return text
 
 
 def fmt_observed(r: dict[str, Any]) -> str:
     """The observed value; for a regression also its change (see fmt_change)."""
     change = fmt_change(r)
-    value = fmt(r.get("observed"), r.get("unit"))
+    value = units.value(r.get("observed"), r.get("unit"))
     return f"{value} ({change})" if change else value
 
 
@@ -165,9 +136,9 @@ def _fenced(text: str, info: str = "text") -> list[str]:
 
 
 def _p50_mean(c: dict[str, Any], side: str) -> str:
-    text = fmt(c.get(f"{side}_ms"), "ms")
+    text = units.value(c.get(f"{side}_ms"), "ms")
     mean = c.get(f"{side}_critical_ms", c.get(f"{side}_mean_ms"))  # per-request mean
-    return f"{text} ({fmt(mean, 'ms')})" if mean is not None else text
+    return f"{text} ({units.value(mean, 'ms')})" if mean is not None else text
 
 
 def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
@@ -190,8 +161,8 @@ def to_markdown(report: dict[str, Any], max_waterfalls: int = 5) -> str:
         out.append("| " + " | ".join((md_code(r["slo"]), md_code(r["objective"]), *(
             _md_cell(x) for x in (
                 _ICON.get(r["status"]) or md_code(r["status"]),
-                fmt_observed(r), fmt_budget(r),
-                fmt(r.get("baseline"), r.get("unit")), md_text(r.get("samples", 0)))))) + " |")
+                fmt_observed(r), units.budget(r),
+                units.value(r.get("baseline"), r.get("unit")), md_text(r.get("samples", 0)))))) + " |")
     bad = failures(report)
     if bad:
         out += ["", "### Why", ""]
@@ -253,8 +224,8 @@ def to_junit(report: dict[str, Any]) -> str:
             f = ET.SubElement(tc, "failure", type=_xml(r["status"]),
                               message=_xml(str(r.get("explanation", ""))[:2000]))
             lines = [r.get("explanation", ""),
-                     f"observed {fmt(r.get('observed'), r.get('unit'))}, budget "
-                     f"{fmt_budget(r)}, baseline {fmt(r.get('baseline'), r.get('unit'))}, "
+                     f"observed {units.value(r.get('observed'), r.get('unit'))}, budget "
+                     f"{units.budget(r)}, baseline {units.value(r.get('baseline'), r.get('unit'))}, "
                      f"samples {r.get('samples')}"]
             if r.get("trace_id"):
                 lines.append(f"trace {r['trace_id']}")
@@ -352,8 +323,8 @@ def print_report(report: dict[str, Any], console: Console | None = None,
     for r in report.get("results", []):
         table.add_row(Text(str(r["slo"])), Text(str(r["objective"])),  # Text: no Rich markup
                       Text(r["status"], style=_STYLE.get(r["status"], "")),
-                      fmt_observed(r), fmt_budget(r),
-                      fmt(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
+                      fmt_observed(r), units.budget(r),
+                      units.value(r.get("baseline"), r.get("unit")), str(r.get("samples", 0)))
     console.print(table)
     if whole := completeness_sentence(report.get("completeness")):
         console.print(Text(f"traces: {whole}",

@@ -68,20 +68,67 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def promoted(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """The promoted columns for a span's attributes (stable names win over old ones)."""
-    status = attributes.get("http.response.status_code", attributes.get("http.status_code", 0))
+#: Old and stable OTel semantic-convention names that mean the same thing, both ways round
+#: (for matching the attributes a spec names against whichever a span carries).
+SYNONYMS = {
+    "http.method": "http.request.method",
+    "http.status_code": "http.response.status_code",
+    "db.statement": "db.query.text",
+    "db.system": "db.system.name",
+    "http.target": "url.path",
+}
+SYNONYMS.update({v: k for k, v in list(SYNONYMS.items())})
+
+
+def promoted_lists(
+    spans_attributes: list[Mapping[str, Any]],
+) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """The values promoted into `db_system`, `db_statement`, `http_route` and
+    `http_status_code`, for many spans at once (four lists), as the spans carry them: the
+    stable name wins over the old one; "" (None for the status) when absent.
+
+    The one place that knows which attributes feed the columns. One call per batch with no
+    Python call per span, so the OTLP decoder's hot loop stays fast; values are not
+    coerced here (the decoder converts whole columns, `promoted` one span's values).
+    """
+    systems: list[Any] = []
+    statements: list[Any] = []
+    routes: list[Any] = []
+    codes: list[Any] = []
+    for a in spans_attributes:
+        g = a.get
+        systems.append(g("db.system.name") or g("db.system") or "")
+        statements.append(g("db.query.text") or g("db.statement") or "")
+        routes.append(g("http.route") or "")
+        code = g("http.response.status_code")
+        codes.append(g("http.status_code") if code is None else code)
+    return systems, statements, routes, codes
+
+
+def http_status(value: Any) -> int:
+    """An HTTP status attribute as the int32 column holds it (0 if absent or unusable)."""
+    if value is None:
+        return 0
     try:
-        status = int(status or 0)
-    except (TypeError, ValueError):
-        status = 0
+        value = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return value if -(1 << 31) <= value < (1 << 31) else 0
+
+
+def statement(attributes: Mapping[str, Any]) -> str:
+    """A span's DB statement (stable name first), "" if it has none."""
+    return str(promoted_lists([attributes])[1][0])
+
+
+def promoted(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The promoted columns for one span's attributes (stable names win over old ones)."""
+    (system,), (stmt,), (route,), (status,) = promoted_lists([attributes])
     return {
-        "db_system": str(attributes.get("db.system.name") or attributes.get("db.system") or ""),
-        "db_statement": str(
-            attributes.get("db.query.text") or attributes.get("db.statement") or ""
-        ),
-        "http_route": str(attributes.get("http.route") or ""),
-        "http_status_code": status,
+        "db_system": str(system),
+        "db_statement": str(stmt),
+        "http_route": str(route),
+        "http_status_code": http_status(status),
     }
 
 

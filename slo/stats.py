@@ -323,39 +323,3 @@ def abba_pairs(base_starts: list[int], cand_starts: list[int]) -> list[tuple[int
 # Saying it with the interval (terminal, Markdown, HTML share these)
 
 
-def fmt_rel(rel: float | None) -> str:
-    """A relative change for an interval: +883%, +1,100%, +4.2%, -0.8%."""
-    if rel is None or not math.isfinite(rel):
-        return "?" if rel is None else ("+inf" if rel > 0 else "-inf")
-    v = rel * 100
-    return f"{v:+,.0f}%" if abs(v) >= 10 else f"{v:+.1f}%"
-
-
-def fmt_confidence(c: float | None) -> str:
-    """A confidence level without false precision: 99%, 99.9%, 99.98%."""
-    if c is None:
-        return "?"
-    for digits in range(0, 4):
-        s = f"{c * 100:.{digits}f}"
-        if float(s) < 100:
-            return (s.rstrip("0").rstrip(".") if "." in s else s) + "%"
-    return ">99.99%"
-
-
-def interval_text(x: dict, unit: str) -> str:
-    """'p90 +883% [+610%, +1,100%], 99%' (latency) or '+1.00 [+0.98, +1.02], 99%' (counts).
-
-    `x` carries stat, change, ci_low, ci_high, confidence (a regression result or one of its
-    comparisons); without an interval (a request-level comparison) only the change."""
-    if unit == "ms":
-        f, head = fmt_rel, f"{x.get('stat') or ''} ".lstrip()
-    elif unit == "ratio":
-        f, head = (lambda v: "?" if v is None else f"{v * 100:+.2f} pp"), ""
-    else:
-        f, head = (lambda v: "?" if v is None else f"{v:+.2f}"), ""
-    if x.get("change") is None:
-        return ""
-    if x.get("ci_low") is None:
-        return f"{head}{f(x['change'])}"
-    return (f"{head}{f(x['change'])} [{f(x['ci_low'])}, {f(x['ci_high'])}], "
-            f"{fmt_confidence(x.get('confidence'))}")

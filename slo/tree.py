@@ -23,22 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo.spans import STATUS_ERROR
+from slo.spans import STATUS_ERROR, SYNONYMS
 from slo.sqlnorm import normalize
 
 #: DB systems that are caches: a cache hit is the opposite of a query, so they do not count.
 CACHE_SYSTEMS = frozenset({"redis", "memcached", "valkey"})
 #: Deepest tree we follow; also what stops a (malformed) parent cycle.
 MAX_DEPTH = 64
-#: Attribute names that mean the same thing in old and stable OTel semantic conventions.
-SYNONYMS = {
-    "http.request.method": "http.method",
-    "http.response.status_code": "http.status_code",
-    "db.query.text": "db.statement",
-    "db.system.name": "db.system",
-    "url.path": "http.target",
-}
-SYNONYMS.update({v: k for k, v in list(SYNONYMS.items())})
 
 
 @dataclass

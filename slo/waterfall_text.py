@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from slo import sqlnorm
-from slo.critical_path import critical_path
+from slo import sqlnorm, units
+from slo.critical_path import critical_path, tree_order
 from slo.explain import culprit as find_culprit
+from slo.spans import statement as db_statement
 
 SOLID, LIGHT = "█", "░"
 MARK = "◀ culprit"
@@ -27,7 +28,7 @@ def _label(span: Mapping[str, Any], parent_service: str | None) -> str:
     """Service and name; a DB span shows its statement, without the service when it is
     the parent's (the indentation already says whose query it is)."""
     attrs = span.get("attributes") or {}
-    statement = attrs.get("db.query.text") or attrs.get("db.statement")
+    statement = db_statement(attrs)
     service = str(span.get("service") or "")
     if statement:
         what = sqlnorm.short(str(statement), 70)
@@ -39,44 +40,6 @@ def _label(span: Mapping[str, Any], parent_service: str | None) -> str:
     return text
 
 
-def _ordered(spans: list[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
-    """Depth-first by start time; spans whose parent is absent start at depth 0."""
-    ids = {str(s.get("span_id")) for s in spans}
-    children: dict[str, list[Mapping[str, Any]]] = {}
-    roots = []
-    for s in spans:
-        parent = str(s.get("parent_span_id") or "")
-        if parent and parent in ids and parent != str(s.get("span_id")):
-            children.setdefault(parent, []).append(s)
-        else:
-            roots.append(s)
-
-    def key(s: Mapping[str, Any]) -> tuple[float, float]:
-        return (float(s.get("start_ms") or 0.0), -float(s.get("duration_ms") or 0.0))
-
-    out: list[tuple[int, Mapping[str, Any]]] = []
-    seen: set[str] = set()
-    stack = [(0, s) for s in sorted(roots, key=key, reverse=True)]
-    while stack:
-        depth, s = stack.pop()
-        sid = str(s.get("span_id"))
-        if sid in seen:
-            continue
-        seen.add(sid)
-        out.append((depth, s))
-        for c in sorted(children.get(sid, []), key=key, reverse=True):
-            stack.append((depth + 1, c))
-    # Spans only reachable through a parent-id cycle: list them flat rather than drop them.
-    for s in spans:
-        if str(s.get("span_id")) not in seen:
-            out.append((0, s))
-    return out
-
-
-def _fmt_ms(ms: float) -> str:
-    if ms < 0.1:
-        return f"{ms * 1000:.0f} µs"
-    return f"{ms:.1f} ms" if ms < 10000 else f"{ms / 1000:.2f} s"
 
 
 def _rows(
@@ -136,7 +99,7 @@ def render(
         parent = str(s.get("parent_span_id") or "")
         if parent in services and services[parent] != services[str(s.get("span_id"))]:
             callee.setdefault(parent, services[str(s.get("span_id"))])
-    ordered = _ordered(spans)
+    ordered = [(depth, spans[i]) for i, depth in tree_order(spans)]
     labels = []
     for depth, s in ordered:
         label = "  " * min(depth, 12) + _label(s, services.get(str(s.get("parent_span_id") or "")))
@@ -156,7 +119,7 @@ def render(
     ids = {str(s.get("span_id")) for s in spans}
     roots = sum(1 for s in spans if not s.get("parent_span_id"))
     orphans = sum(1 for s in spans if s.get("parent_span_id") and str(s["parent_span_id"]) not in ids)
-    header = f"trace {tid}  {_fmt_ms(total)}  {len(spans)} spans"
+    header = f"trace {tid}  {units.duration_ms(total)}  {len(spans)} spans"
     problems = []
     if roots != 1:
         problems.append(f"{roots} roots")
@@ -166,7 +129,7 @@ def render(
         header += f"  (broken trace: {', '.join(problems)})"
     lines = [header, f"{SOLID} critical path   {LIGHT} off the critical path"]
     # A time axis over the bars: 0 on the left, the trace's length on the right.
-    end_label = _fmt_ms(total)
+    end_label = units.duration_ms(total)
     axis = "0" + " " * max(bar_w - 1 - len(end_label), 1) + end_label
     lines.append(f"{'':<{label_w}}  {axis}")
 
@@ -185,7 +148,7 @@ def render(
         sids = {str(s.get("span_id")) for s in group}
         ch = SOLID if sids & critical else LIGHT
         bar = " " * a + ch * (b - a) + " " * (bar_w - b)
-        line = f"{text:<{label_w}} |{bar}| {_fmt_ms(sum(durs)):>{dur_w}}"
+        line = f"{text:<{label_w}} |{bar}| {units.duration_ms(sum(durs)):>{dur_w}}"
         if culprit_span_id and culprit_span_id in sids:
             line += " " + MARK
         lines.append(line)

@@ -91,9 +91,9 @@ def command(ctx: click.Context, **flags: Any) -> None:
     Exit 0 when every objective is met and nothing regressed, 1 when the check fails,
     2 when the gate could not run.
     """
-    from slo.gate import GateConfig, run_gate
-
     try:
+        from slo.gate import GateConfig, run_gate
+
         settings = _spec_settings(flags.get("spec"))
         given = {k: v for k, v in flags.items()
                  if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
@@ -113,7 +113,25 @@ def command(ctx: click.Context, **flags: Any) -> None:
         code = run_gate(config, out=lambda line: click.echo(line))
     except SloError as e:
         raise CannotRun(str(e)) from e
+    except Exception as e:  # outside the verdict every failure is exit 2, in one line
+        raise CannotRun(crash_line(e)) from e
     raise SystemExit(code)
+
+
+def crash_line(e: BaseException) -> str:
+    """One line for a failure that is no SloError (OSError, ImportError, a bug): what, where.
+
+    Exit 1 means "the check failed"; a crash must not look like one, nor print a traceback
+    that CI logs cut in the middle.
+    """
+    where = ""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" (in {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
+    what = " ".join(str(e).split()) or "no message"
+    return f"the gate could not run: {type(e).__name__}: {what}{where}; nothing was judged"
 
 
 def _spec_settings(spec: str | None) -> dict[str, Any]:

@@ -163,7 +163,7 @@ class _FakeJaeger(http.server.BaseHTTPRequestHandler):
 
     body: bytes = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's name
         path = self.path.split("?")[0]
         if path == "/api/v3/services":
             data = json.dumps({"services": ["order-service"]}).encode()
