@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import os
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -425,18 +426,15 @@ class StoreWriter:
                 return
             group, self._commit_queue = self._commit_queue, []
             self._committing = True
-        error: BaseException | None = None
         try:
             self.append_many([c.table for c in group])
-        except BaseException as e:
-            error = e
-        with self._commit_cond:
-            for c in group:
-                c.done, c.error, c.table = True, error, None
-            self._committing = False
-            self._commit_cond.notify_all()
-        if error is not None:
-            raise error
+        finally:  # the write's own exception, if any, goes on up from here
+            error = sys.exc_info()[1]
+            with self._commit_cond:
+                for c in group:
+                    c.done, c.error, c.table = True, error, None
+                self._committing = False
+                self._commit_cond.notify_all()
 
     def _open_segment(self) -> None:
         self._seg_path = self.store.wal_dir / f"seg-{self._next:012d}.arrows"
