@@ -39,11 +39,11 @@ def main() -> None:
     args = ap.parse_args()
     from spangen import ORDER, generate
 
-    from slo import detectors
-    from slo.check import run_check
-    from slo.completeness import assess
-    from slo.spec import parse_spec
-    from slo.tree import RunIndex
+    from slo.judge import detectors
+    from slo.judge.check import run_check
+    from slo.judge.completeness import assess
+    from slo.judge.spec import parse_spec
+    from slo.judge.tree import RunIndex
 
     table = generate(args.traces, seed=1, bugs=["n_plus_one"])
     spec = parse_spec(f"""
@@ -53,7 +53,7 @@ slos:
     select: {{service: order-service, span: "{ORDER}"}}
     objectives: {{latency_p95: 400ms, error_rate: 1%, db_queries: 8, repeated_queries: 3}}
 """)
-    from slo import completeness
+    from slo.judge import completeness
 
     def stub(ix: RunIndex, requests: int | None = None) -> completeness.Completeness:
         import numpy as np

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "slo"))
 
 import report_fixture
 
-from slo.html_report import render_html
+from slo.report.html import render_html
 
 
 def _best(fn, repeat: int = 5) -> tuple[float, float]:

@@ -54,7 +54,7 @@ def wait_for_spans(
     too: they are what a zero-code-instrumented service sends last. `until`, if given, must
     hold too before it returns (the gate: Locust has exited, its client spans flushed).
     """
-    from slo.store import UNLABELLED
+    from slo.ingest.store import UNLABELLED
 
     wanted = set(run_ids) | {UNLABELLED}
     last, stable_since = -1, time.monotonic()
@@ -140,8 +140,8 @@ def judge(
     `extra` is merged into the report before it is written (the gate's own section, say);
     `check_options` go to `run_check` as they are.
     """
-    from slo.check import run_check
-    from slo.report import write_reports
+    from slo.judge.check import run_check
+    from slo.report.writers import write_reports
 
     report = run_check(spec, spans, baseline, run_meta, run_id=run_id, **check_options)
     if extra:
@@ -167,9 +167,9 @@ def check_store_run(
     Records `meta` first, waits for the run's last spans, reads them (with the spans of
     services that copy no run id, joined by trace), then `judge`. Raises SloError on bad input.
     """
-    from slo.baseline import load_baseline
-    from slo.spec import load_spec
-    from slo.store import SpanStore
+    from slo.ingest.store import SpanStore
+    from slo.judge.baseline import load_baseline
+    from slo.judge.spec import load_spec
 
     spec = load_spec(spec_path)
     store = SpanStore(Path(store_path))

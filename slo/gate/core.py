@@ -300,7 +300,7 @@ class Gate:
         On a loaded machine Locust alone can take seconds to start; a slice timed from its
         launch would otherwise be empty.
         """
-        from slo.store import SpanStore
+        from slo.ingest.store import SpanStore
 
         store = SpanStore(self.store_path)
         warmup_id = f"{self.gate_id}-warmup"
@@ -330,11 +330,11 @@ class Gate:
         return default
 
     def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
-        from slo.baseline import build_baseline, load_baseline, save_baseline
+        from slo.ingest.store import SpanStore
+        from slo.judge.baseline import build_baseline, load_baseline, save_baseline
+        from slo.judge.spec import load_spec
         from slo.pipeline import judge
-        from slo.report import write_reports
-        from slo.spec import load_spec
-        from slo.store import SpanStore
+        from slo.report.writers import write_reports
 
         spec = load_spec(self.spec_path())
         store = SpanStore(self.store_path)
@@ -487,11 +487,11 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
 
 
 def _preload_check() -> None:
-    import slo.baseline  # noqa: F401
-    import slo.check  # noqa: F401
-    import slo.report  # noqa: F401
-    import slo.spec  # noqa: F401
-    import slo.store  # noqa: F401
+    import slo.ingest.store  # noqa: F401
+    import slo.judge.baseline  # noqa: F401
+    import slo.judge.check  # noqa: F401
+    import slo.judge.spec  # noqa: F401
+    import slo.report.writers  # noqa: F401
 
 
 class _Preload(threading.Thread):

@@ -56,7 +56,7 @@ def _table(report: dict[str, Any]) -> str:
 
         from rich.console import Console
 
-        from slo.report import print_report
+        from slo.report.writers import print_report
 
         buf = io.StringIO()
         print_report(report, console=Console(file=buf, width=120, force_terminal=False))
@@ -94,8 +94,8 @@ def evaluate_window(
     A window (not the whole run) so a bug switched on shows within seconds, and switching it
     off clears it again. No spans yet is a message, not an error.
     """
-    from slo.check import run_check
-    from slo.store import SpanStore
+    from slo.ingest.store import SpanStore
+    from slo.judge.check import run_check
 
     store = SpanStore(Path(store_path))
     try:

@@ -37,10 +37,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from slo.cli import main as slo_main
-from slo.collector import CollectorConfig, start
 from slo.errors import SourceError
+from slo.ingest.collector import CollectorConfig, start
+from slo.ingest.store import SpanStore
 from slo.ports import free_port
-from slo.store import SpanStore
 
 LISTENING = re.compile(r"listening: OTLP/HTTP http://[^:]+:(\d+)/v1/traces, OTLP/gRPC [^:]+:(\d+)")
 PROTO = {"Content-Type": "application/x-protobuf"}

@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from slo.explain import attribute_latency, culprit, describe, explain_counts, group_of, profile
+from slo.judge.explain import (
+    attribute_latency,
+    culprit,
+    describe,
+    explain_counts,
+    group_of,
+    profile,
+)
 
 
 def sp(sid, parent, service, name, start, dur, sql=None):

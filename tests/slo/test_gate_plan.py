@@ -17,8 +17,8 @@ from slo.gate import (
     summary_text,
     wait_for_spans,
 )
+from slo.judge.spec import load_spec
 from slo.ports import check_bindable
-from slo.spec import load_spec
 
 
 def test_slices_interleave_abba_with_equal_counts() -> None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from slo.collector import CollectorConfig, start
+from slo.ingest.collector import CollectorConfig, start
 from slo.ports import check_bindable, free_port, port_open, wait_port
 
 

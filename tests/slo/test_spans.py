@@ -1,9 +1,9 @@
-"""The one attribute-promotion rule (`slo.spans.promoted_lists`) as every path applies it."""
+"""The one attribute-promotion rule (`slo.ingest.spans.promoted_lists`) as every path applies it."""
 
 from __future__ import annotations
 
-from slo import otlp
-from slo.spans import make_row, promoted, statement
+from slo.ingest import otlp
+from slo.ingest.spans import make_row, promoted, statement
 
 OLD = {"db.system": "postgresql", "db.statement": "SELECT 1", "http.route": "/a",
        "http.status_code": 503}

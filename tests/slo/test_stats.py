@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slo.stats import (
+from slo.judge.stats import (
     MIN_PAIRS,
     Change,
     abba_pairs,

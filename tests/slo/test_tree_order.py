@@ -1,12 +1,12 @@
-"""One span-tree ordering (`slo.critical_path.tree_order`) for every waterfall."""
+"""One span-tree ordering (`slo.judge.critical_path.tree_order`) for every waterfall."""
 
 from __future__ import annotations
 
 import re
 
-from slo.critical_path import tree_order
-from slo.html_report import render_trace_html
-from slo.waterfall_text import render
+from slo.judge.critical_path import tree_order
+from slo.report.html import render_trace_html
+from slo.report.text import render
 
 
 def sp(sid, parent, name, start, dur):

@@ -26,8 +26,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from slo import sqlnorm, units
+from slo import units
 from slo.errors import SloError
+from slo.judge import sqlnorm
 
 DEFAULTS: dict[str, dict[str, object]] = {
     # Sentry: the same statement, sequential, under one parent, >= 5 times, >= 50 ms total.
@@ -70,15 +71,15 @@ _NS = 1_000_000  # ns per ms
 def _options(config: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """DEFAULTS overlaid with `config`, options the spec has already validated.
 
-    `slo.spec` is the one place detector options are checked (with file and line); a name
+    `slo.judge.spec` is the one place detector options are checked (with file and line); a name
     unknown here is a caller that skipped it, a programming error.
     """
     out = {name: dict(opts) for name, opts in DEFAULTS.items()}
     for name, opts in (config or {}).items():
         unknown = [name] if name not in DEFAULTS else [k for k in opts if k not in DEFAULTS[name]]
         if unknown:
-            raise ValueError(f"detector options {unknown} are not in slo.detectors.DEFAULTS; "
-                             "options come from slo.spec.parse_spec, which validates them")
+            raise ValueError(f"detector options {unknown} are not in slo.judge.detectors.DEFAULTS; "
+                             "options come from slo.judge.spec.parse_spec, which validates them")
         out[name].update(opts)
     return out
 
@@ -834,10 +835,10 @@ _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]
 def run_detectors(
     spans: pa.Table, config: dict[str, dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """Findings of every detector over a span table (`slo.spans.SCHEMA`).
+    """Findings of every detector over a span table (`slo.ingest.spans.SCHEMA`).
 
     `config` maps detector name -> options overriding `DEFAULTS`, as validated by
-    `slo.spec` (`Spec.detectors`). Each finding: {"detector", "service", "span", "statement",
+    `slo.judge.spec` (`Spec.detectors`). Each finding: {"detector", "service", "span", "statement",
     "count", "trace_id", "span_id", "message", "fails", "saved_ms", ...evidence}; failing
     findings first.
     """
@@ -846,7 +847,7 @@ def run_detectors(
         return []
     missing = [c for c in _NEEDED if c not in spans.column_names]
     if missing:
-        raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.spans.SCHEMA)")
+        raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.ingest.spans.SCHEMA)")
     ctx = _Context(spans)
     try:
         findings = []

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from slo import sqlnorm, units
-from slo.critical_path import critical_path, tree_order
-from slo.explain import culprit as find_culprit
-from slo.spans import statement as db_statement
+from slo import units
+from slo.ingest.spans import statement as db_statement
+from slo.judge import sqlnorm
+from slo.judge.critical_path import critical_path, tree_order
+from slo.judge.explain import culprit as find_culprit
 
 SOLID, LIGHT = "█", "░"
 MARK = "◀ culprit"

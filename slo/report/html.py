@@ -26,7 +26,7 @@ import jinja2
 import markupsafe
 
 from slo import units
-from slo.critical_path import tree_order
+from slo.judge.critical_path import tree_order
 
 __all__ = ["render_html", "render_trace_html", "service_colors"]
 
@@ -623,7 +623,7 @@ def _run_facts(run: Any) -> dict[str, Any] | None:
 
 
 def _completeness(c: Any) -> str:
-    from slo.completeness import sentence
+    from slo.judge.completeness import sentence
 
     return sentence(c) if isinstance(c, Mapping) else ""
 

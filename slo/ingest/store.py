@@ -38,7 +38,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from slo.errors import SourceError
-from slo.spans import SCHEMA
+from slo.ingest.spans import SCHEMA
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 #: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through

@@ -1,4 +1,4 @@
-"""Click commands of `slo`, one module per command; `slo/cli.py` assembles them."""
+"""Click commands of `slo`, one module per command; `slo/cli/__init__.py` assembles them."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from slo.critical_path import critical_path
-from slo.explain import culprit
-from slo.spans import STATUS_ERROR, STATUS_OK
+from slo.ingest.spans import STATUS_ERROR, STATUS_OK
+from slo.judge.critical_path import critical_path
+from slo.judge.explain import culprit
 
 #: Spans kept per trace in a report; the rest are counted in `truncated`.
 MAX_SPANS = 300

@@ -26,7 +26,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from slo.errors import SpecError
-from slo.spans import KIND_NAMES
+from slo.ingest.spans import KIND_NAMES
 
 LATENCY_PERCENTILES = {
     "latency_p50": 50.0,
@@ -473,7 +473,7 @@ class _Validator:
         return tuple(out)
 
     def detectors(self, raw: Any, line: int) -> dict[str, dict[str, Any]]:
-        from slo.detectors import DEFAULTS
+        from slo.judge.detectors import DEFAULTS
 
         m = self.mapping(raw, line, "detectors")
         if m is None:
@@ -511,7 +511,7 @@ class _Validator:
 def _detector_option(key: str, value: Any, default: Any) -> tuple[Any, str | None]:
     """(parsed value, None) or (None, what was expected): the one check of detector options.
 
-    The type comes from the option's default in `slo.detectors.DEFAULTS`; `_ms` options are
+    The type comes from the option's default in `slo.judge.detectors.DEFAULTS`; `_ms` options are
     durations, `_share` options percentages, counts and numbers are never negative.
     """
     if key.endswith("_ms"):

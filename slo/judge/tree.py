@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo.spans import STATUS_ERROR, SYNONYMS
-from slo.sqlnorm import normalize
+from slo.ingest.spans import STATUS_ERROR, SYNONYMS
+from slo.judge.sqlnorm import normalize
 
 #: DB systems that are caches: a cache hit is the opposite of a query, so they do not count.
 CACHE_SYSTEMS = frozenset({"redis", "memcached", "valkey"})
@@ -255,7 +255,7 @@ class RunIndex:
     # -- selection -------------------------------------------------------------------------
 
     def select(self, selector) -> np.ndarray:
-        """Rows matched by a `slo.spec.Selector`, as sorted row numbers."""
+        """Rows matched by a `slo.judge.spec.Selector`, as sorted row numbers."""
         mask = np.ones(self.n, bool)
         if selector.service is not None:
             mask &= self.match("service", lambda v: v == selector.service)

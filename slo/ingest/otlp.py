@@ -1,4 +1,4 @@
-"""OTLP trace requests (protobuf or JSON, maybe gzipped) -> span tables of `slo.spans.SCHEMA`.
+"""OTLP trace requests (protobuf or JSON, maybe gzipped) -> span tables of `slo.ingest.spans.SCHEMA`.
 
 One decoder serves the collector (HTTP and gRPC), the OTLP file reader and Jaeger's
 OTLP-based v3 API, so every source agrees on ids, kinds, run ids and promoted columns.
@@ -38,7 +38,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from slo.errors import PayloadError
-from slo.spans import (
+from slo.ingest.spans import (
     COLUMNS,
     KINDS,
     RUN_ID_ATTR,

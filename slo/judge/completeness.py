@@ -33,8 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo.spans import TRACESTATE_ATTR
-from slo.tree import RunIndex
+from slo.ingest.spans import TRACESTATE_ATTR
+from slo.judge.tree import RunIndex
 
 _SAMPLER_KEYS = re.compile(
     r'"(sampler\.type|sampler\.param|sampling\.priority|otel\.sampling[^"]*)"')

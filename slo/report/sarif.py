@@ -156,7 +156,7 @@ def _fingerprint(*parts: Any) -> str:
 
 def to_sarif(report: Mapping[str, Any], root: str | os.PathLike[str] | None = None
              ) -> dict[str, Any]:
-    """The SARIF 2.1.0 log of a report dict (`slo.check.run_check`)."""
+    """The SARIF 2.1.0 log of a report dict (`slo.judge.check.run_check`)."""
     root_path = Path(root or os.getcwd()).resolve()
     spec = str(report.get("spec") or "slo.yaml")
     traces = report.get("traces") or {}

@@ -35,10 +35,10 @@ from typing import Any
 
 import h11
 
-from slo import otlp
 from slo.errors import PayloadError
+from slo.ingest import otlp
+from slo.ingest.store import StoreWriter
 from slo.ports import check_bindable, wait_port
-from slo.store import StoreWriter
 
 log = logging.getLogger("slo.collect")
 

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping
 from statistics import median
 from typing import Any
 
-from slo import sqlnorm, units
-from slo.critical_path import exclusive_segments, self_times, union_ms
-from slo.spans import statement as db_statement
+from slo import units
+from slo.ingest.spans import statement as db_statement
+from slo.judge import sqlnorm
+from slo.judge.critical_path import exclusive_segments, self_times, union_ms
 
 Group = tuple[str, str, str | None]
 

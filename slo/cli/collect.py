@@ -8,7 +8,7 @@ import re
 
 import click
 
-from slo.commands import CannotRun
+from slo.cli.common import CannotRun
 from slo.errors import SloError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
@@ -66,7 +66,7 @@ def command(store: str, host: str, port: int, grpc_port: int, run_id: str, token
     Prints one 'listening' line when both receivers are ready; SIGTERM or Ctrl-C stops it
     after flushing every span to Parquet.
     """
-    from slo.collector import CollectorConfig, serve
+    from slo.ingest.collector import CollectorConfig, serve
 
     config = CollectorConfig(store=store, host=host, port=port, grpc_port=grpc_port,
                              run_id=run_id, token=token or None, forward=forward or None,
@@ -95,7 +95,7 @@ def _time(ns: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON ({\"version\": 1, ...}).")
 def runs_command(store: str, as_json: bool) -> None:
     """List the runs in the span store: spans, traces and time range of each."""
-    from slo.store import SpanStore
+    from slo.ingest.store import SpanStore
 
     try:
         runs = SpanStore(store).runs()

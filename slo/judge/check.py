@@ -3,11 +3,11 @@
 The verdict is the product: every objective gets an observed value, its budget, a status,
 the number of samples and an exemplar trace; every failure gets an explanation a person can
 act on without opening a trace viewer. The heavy lifting over all spans is vectorized
-(`slo.tree.RunIndex`); only the handful of traces the report shows or explains are turned
+(`slo.judge.tree.RunIndex`); only the handful of traces the report shows or explains are turned
 into Python dicts.
 
 Regressions against a baseline (a saved file or another run of the same store, both
-summarised by `summarize_run`) follow the rules in `slo.spec.Regression`: latency needs a
+summarised by `summarize_run`) follow the rules in `slo.judge.spec.Regression`: latency needs a
 relative AND absolute slow-down AND statistical significance; counts fail on any increase
 beyond the threshold of the per-request median or maximum; error rates need a significant
 increase in proportion.
@@ -27,11 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo import completeness, explain, sqlnorm, units
-from slo.critical_path import self_times
-from slo.detectors import run_detectors
-from slo.spec import SLO, Objective, Spec
-from slo.stats import (
+from slo import units
+from slo.judge import completeness, explain, sqlnorm
+from slo.judge.critical_path import self_times
+from slo.judge.detectors import run_detectors
+from slo.judge.spec import SLO, Objective, Spec
+from slo.judge.stats import (
     MAX_SAMPLES,
     MIN_PAIRS,
     Change,
@@ -47,8 +48,8 @@ from slo.stats import (
     stat_of,
     tail_greater,
 )
-from slo.traces import nearest, spread, subtree, trace_dict
-from slo.tree import CountStats, RunIndex, index_for
+from slo.judge.traces import nearest, spread, subtree, trace_dict
+from slo.judge.tree import CountStats, RunIndex, index_for
 
 
 def prefetch_scipy() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from slo.commands import CannotRun
+from slo.cli.common import CannotRun
 from slo.errors import SloError
 
 #: `gate:` key in the spec -> GateConfig field (same name unless listed)
@@ -139,6 +139,6 @@ def _spec_settings(spec: str | None) -> dict[str, Any]:
     path = spec or ("slo.yaml" if Path("slo.yaml").is_file() else None)
     if path is None:
         return {}
-    from slo.spec import load_spec
+    from slo.judge.spec import load_spec
 
     return dict(load_spec(path).gate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from slo.commands import check, collect, gate
+from slo.cli import check, collect, gate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SLO"})

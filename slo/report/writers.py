@@ -9,7 +9,6 @@ open a trace viewer to know where to look.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -21,10 +20,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from slo import units, waterfall_text
-from slo.completeness import sentence as completeness_sentence
-from slo.html_report import render_html
-from slo.sarif import write_sarif
+from slo import units
+from slo.jsonsafe import strict_json
+from slo.judge.completeness import sentence as completeness_sentence
+from slo.report import text as waterfall_text
+from slo.report.html import render_html
+from slo.report.sarif import write_sarif
 
 FILES = {"json": "slo-report.json", "md": "slo-report.md", "junit": "junit.xml",
          "html": "slo-report.html"}
@@ -275,17 +276,6 @@ def _write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def strict_json(value: Any) -> Any:
-    """NaN and infinities (not JSON) become null, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return value
 
 
 def write_reports(report: dict[str, Any], report_dir: str | os.PathLike) -> dict[str, Path]:

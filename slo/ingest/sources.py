@@ -1,7 +1,7 @@
 """Span sources other than the store: OTLP/JSON files and Jaeger's query API.
 
-Both produce the same `slo.spans.SCHEMA` table as the collector: OTLP/JSON goes through the
-collector's own decoder (`slo.otlp`), Jaeger's internal format is mapped with `make_row`.
+Both produce the same `slo.ingest.spans.SCHEMA` table as the collector: OTLP/JSON goes through the
+collector's own decoder (`slo.ingest.otlp`), Jaeger's internal format is mapped with `make_row`.
 Jaeger answers at most a limited number of traces per query, so a window whose answer is
 full is split in two and both halves are read again ("paging" by time), until every answer
 is complete: a large window is read in full, never silently truncated.
@@ -20,9 +20,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo import otlp
 from slo.errors import PayloadError, SourceError
-from slo.spans import SCHEMA, STATUS_ERROR, STATUS_OK, make_row, table_from_rows
+from slo.ingest import otlp
+from slo.ingest.spans import SCHEMA, STATUS_ERROR, STATUS_OK, make_row, table_from_rows
 
 JAEGER_PAGE = 500  # traces asked for per query
 _MAX_QUERIES = 10_000

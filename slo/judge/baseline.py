@@ -19,9 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from slo.check import prefetch_scipy, summarize_run
 from slo.errors import BaselineError
-from slo.spec import Spec
+from slo.judge.check import prefetch_scipy, summarize_run
+from slo.judge.spec import Spec
 
 VERSION = 1
 KIND = "slo-baseline"
@@ -45,7 +45,7 @@ def save_baseline(baseline: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write atomically (a half-written baseline must never be read back); `.gz` compresses."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    from slo.report import strict_json
+    from slo.jsonsafe import strict_json
 
     data = json.dumps(strict_json(baseline), separators=(",", ":"), allow_nan=False).encode()
     if p.suffix == ".gz":

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
 
-from slo.commands import CannotRun
+from slo.cli.common import CannotRun
 from slo.errors import SloError, SourceError
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -97,7 +97,7 @@ class _Source:
     def read(self, run_id: str | None) -> tuple[pa.Table, str | None, dict | None]:
         """(spans, run id, run metadata) of one run; `run_id` None means the latest."""
         if self.traces:
-            from slo.sources import read_otlp_files
+            from slo.ingest.sources import read_otlp_files
 
             if self._files_table is None:
                 self._files_table = read_otlp_files(self.traces)
@@ -110,13 +110,13 @@ class _Source:
                                   f"{', '.join(map(repr, known)) or 'none'})")
             return out, rid, None
         if self.jaeger:
-            from slo.sources import read_jaeger
+            from slo.ingest.sources import read_jaeger
 
             assert self.window is not None
             t = read_jaeger(self.jaeger, self.services, *self.window, run_id=run_id)
             rid = run_id if run_id is not None else latest_run(t)
             return only_run(t, rid), rid, None
-        from slo.store import SpanStore
+        from slo.ingest.store import SpanStore
 
         store = SpanStore(self.store_path)
         rid = run_id if run_id is not None else store.latest_run_id()
@@ -164,11 +164,12 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
             baseline_run: str | None, save_baseline: str | None, report_dir: str, fmt: str,
             no_color: bool) -> None:
     """Check one run against the SLO spec (and a baseline); exit 1 if anything fails."""
-    from slo.baseline import build_baseline, load_baseline
-    from slo.baseline import save_baseline as save
+    from slo.jsonsafe import strict_json
+    from slo.judge.baseline import build_baseline, load_baseline
+    from slo.judge.baseline import save_baseline as save
+    from slo.judge.spec import load_spec
     from slo.pipeline import judge
-    from slo.report import print_report, strict_json, to_markdown
-    from slo.spec import load_spec
+    from slo.report.writers import print_report, to_markdown
 
     if traces and jaeger:
         raise CannotRun("give either --traces or --jaeger, not both")
