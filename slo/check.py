@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from slo import completeness, explain, sqlnorm
 from slo.critical_path import self_times
 from slo.detectors import run_detectors
+from slo.spans import COLUMNS
 from slo.spec import SLO, Objective, Spec
 from slo.stats import (
     MAX_SAMPLES,
@@ -69,6 +70,9 @@ def prefetch_scipy() -> None:
     threading.Thread(target=load, name="slo-import-scipy", daemon=True).start()
 
 
+#: The span columns the check, the detectors and the reports read: the resource and event
+#: JSON (the largest columns, read by nothing here) stay on disk.
+CHECK_COLUMNS = [c for c in COLUMNS if c not in ("resource", "events")]
 #: Traces per SLO sampled (evenly over the latency ranks) to attribute latency.
 ATTRIBUTION_TRACES = 40
 REPORT_SAMPLES = 100_000  # latency samples in a report, all SLOs together (see report_samples)

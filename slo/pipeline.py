@@ -172,6 +172,7 @@ def check_store_run(
     services that copy no run id, joined by trace), then `judge`. Raises SloError on bad input.
     """
     from slo.baseline import load_baseline
+    from slo.check import CHECK_COLUMNS
     from slo.spec import load_spec
     from slo.store import SpanStore
 
@@ -180,7 +181,7 @@ def check_store_run(
     if meta is not None:
         store.write_run_meta(run_id, meta)
     wait_for_spans(store, [run_id], expected_roots=expected_roots, settle=settle, sleep=sleep)
-    spans = store.read([run_id])
+    spans = store.read([run_id], columns=CHECK_COLUMNS)
     baseline = load_baseline(baseline_path) if baseline_path else None
     return judge(spec, spans, baseline=baseline, run_meta=store.read_run_meta(run_id),
                  run_id=run_id, report_dir=report_dir)

@@ -116,6 +116,7 @@ class _Source:
             t = read_jaeger(self.jaeger, self.services, *self.window, run_id=run_id)
             rid = run_id if run_id is not None else latest_run(t)
             return only_run(t, rid), rid, None
+        from slo.check import CHECK_COLUMNS
         from slo.store import SpanStore
 
         store = SpanStore(self.store_path)
@@ -123,7 +124,8 @@ class _Source:
         if rid is None:
             raise SourceError(f"span store {self.store_path} holds no spans yet")
         start, end = self.window or (None, None)
-        return store.read(rid, start_ns=start, end_ns=end), rid, store.read_run_meta(rid)
+        spans = store.read(rid, start_ns=start, end_ns=end, columns=CHECK_COLUMNS)
+        return spans, rid, store.read_run_meta(rid)
 
 
 @click.command("check")

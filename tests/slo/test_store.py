@@ -192,3 +192,20 @@ def test_unlabelled_spans_join_the_run_of_their_trace(tmp_path):
     # trace 3 has no labelled span: it stays in the unlabelled run only
     assert s.read("").num_rows == 4
     w.close()
+
+
+def test_read_only_some_columns(tmp_path):
+    """A stage reads the columns it needs, in its order, with the same rows (adopted spans of
+    unlabelled services included) as a read of every column; an unknown column is named."""
+    w = StoreWriter(tmp_path)
+    w.append(_table("", 4, start=0, trace_every=2, tag="u"))  # unlabelled, traces 1 and 2
+    w.append(_table("r", 3, start=2, trace_every=2, tag="r"))  # traces 2 and 3
+    w.close()
+    s = SpanStore(tmp_path)
+    whole = s.read("r", start_ns=1_000_001)
+    some = s.read("r", start_ns=1_000_001, columns=["name", "end_ns"])
+    assert some.column_names == ["name", "end_ns"]
+    assert sorted(some["name"].to_pylist()) == sorted(whole["name"].to_pylist())
+    assert sorted(some["name"].to_pylist()) == ["r0", "r1", "r2", "u2", "u3"]
+    with pytest.raises(SourceError, match="no span column"):
+        s.read("r", columns=["name", "bogus"])
