@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -38,6 +38,9 @@ import pyarrow.parquet as pq
 
 from slo.errors import SourceError
 from slo.spans import SCHEMA
+
+if TYPE_CHECKING:
+    from slo.runsource import RunSource
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
@@ -233,6 +236,35 @@ class SpanStore:
         if end_ns is not None:
             t = t.filter(pc.less(t["start_ns"], end_ns))
         return t if columns is None else t.select(columns)
+
+    def source(
+        self,
+        run_ids: str | list[str],
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        adopt: bool = True,
+    ) -> RunSource | None:
+        """The same spans as `read` with these arguments, as SQL over the Parquet files.
+
+        None while the store has live write-ahead-log segments (a collector is writing):
+        those are Arrow IPC files, which `read` merges and the relation does not.
+        """
+        if self.wal_dir.is_dir() and any(self.wal_dir.glob("seg-*.arrows")):
+            return None
+        from slo.runsource import RunSource
+
+        wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
+
+        def files(runs: set[str]) -> list[Path]:
+            return [p for r in sorted(runs)
+                    for p in sorted((self.runs_dir / run_dir_name(r)).glob("seg-*.parquet"))]
+
+        own = files(wanted)
+        if not own:
+            return None
+        orphans = files({UNLABELLED}) if adopt and UNLABELLED not in wanted else []
+        return RunSource(own, orphans, start_ns=start_ns, end_ns=end_ns)
 
     def _adopt_unlabelled(self, t: pa.Table, columns: list[str] | None = None) -> pa.Table:
         """Add the unlabelled spans whose trace belongs to a run in `t`, relabelled to that run.

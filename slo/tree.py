@@ -54,8 +54,11 @@ class CountStats:
 class RunIndex:
     """One span table, with parent rows resolved and the columns checks need as numpy."""
 
-    def __init__(self, spans: pa.Table):
+    def __init__(self, spans: pa.Table, source: Any = None):
         self.table = spans
+        #: a `slo.runsource.RunSource` of the same spans, when `spans` lacks the attributes
+        #: column: attributes and whole traces are then read from it, where they are needed
+        self.source = source if "attributes" not in spans.column_names else None
         self.n = spans.num_rows
         self._dict_cache: dict[str, tuple[np.ndarray, list[str]]] = {}
 
@@ -280,7 +283,7 @@ class RunIndex:
             mask &= is_root if selector.root else ~is_root
         rows = np.flatnonzero(mask)
         if selector.attributes and len(rows):
-            attrs = self.column("attributes").take(pa.array(rows)).to_pylist()
+            attrs = self.attributes(rows)
             want = dict(selector.attributes)
             ok = np.fromiter((_attrs_match(a, want) for a in attrs), bool, len(rows))
             rows = rows[ok]
@@ -288,14 +291,32 @@ class RunIndex:
 
     # -- rows ------------------------------------------------------------------------------
 
+    def attributes(self, rows: np.ndarray) -> list[str | None]:
+        """The attributes JSON of these rows."""
+        take = pa.array(np.asarray(rows, np.int64))
+        if self.source is None:
+            return self.column("attributes").take(take).to_pylist()
+        return self.source.attributes_of(self.column("trace_id").take(take).to_pylist(),
+                                         self.column("span_id").take(take).to_pylist())
+
+    def attributes_matching(self, pattern: str) -> pa.Array | pa.ChunkedArray:
+        """The attributes JSON of the spans where the regular expression matches."""
+        if self.source is not None:
+            return self.source.attributes_matching(pattern)
+        attrs = self.column("attributes")
+        return pc.filter(attrs, pc.match_substring_regex(attrs, pattern))
+
     def trace_rows(self, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """All span rows of the given traces, grouped by trace id (one scan for all)."""
         ids = sorted(set(trace_ids))
         if not ids or self.n == 0:
             return {}
-        mask = pc.is_in(self.column("trace_id"), value_set=pa.array(ids))
         out: dict[str, list[dict[str, Any]]] = {t: [] for t in ids}
-        for row in self.table.filter(mask).to_pylist():
+        if self.source is not None:  # whole rows, read for these traces only
+            whole = self.source.traces(ids)
+        else:
+            whole = self.table.filter(pc.is_in(self.column("trace_id"), value_set=pa.array(ids)))
+        for row in whole.to_pylist():
             out[row["trace_id"]].append(row)
         return out
 
@@ -307,16 +328,20 @@ class RunIndex:
 _LAST: tuple[weakref.ref, RunIndex] | None = None
 
 
-def index_for(spans: pa.Table) -> RunIndex:
+def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
     """The RunIndex of a table, reused while the same table object is alive.
+
+    `source`: where a table without the attributes column finds them (see `RunIndex`).
 
     `slo check --save-baseline` evaluates one run twice (check, then baseline): the parent
     resolution and statement normalization are then done once.
     """
     global _LAST
     if _LAST is not None and _LAST[0]() is spans:
+        if source is not None and "attributes" not in spans.column_names:
+            _LAST[1].source = source
         return _LAST[1]
-    ix = RunIndex(spans)
+    ix = RunIndex(spans, source)
     _LAST = (weakref.ref(spans), ix)
     return ix
 

@@ -1,0 +1,107 @@
+"""The spans of a stored run as a DuckDB relation over its Parquet files, read on demand.
+
+`slo check` holds in memory only the columns it computes over for every span (ids, names,
+times, promoted attributes). The JSON attributes, the largest column, stay on disk: DuckDB
+scans them where a stage needs them (the detectors, the sampling signals), in its own
+threads and within its memory limit, and whole rows come back only for the handful of
+traces a report shows. The relation means exactly what `SpanStore.read` means: the run's
+spans, plus the unlabelled spans of its traces (adopted), inside the time window.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from slo.spans import SCHEMA
+
+#: What DuckDB may hold before it spills to its temp directory (DuckDB's default: 80% of RAM).
+MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY", "2GB")
+
+
+def connect(temp_dir: Path | None = None) -> Any:
+    """A DuckDB connection that spills to `temp_dir` (default: the system's) past
+    `MEMORY_LIMIT` instead of growing with the run."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    temp = temp_dir or Path(tempfile.gettempdir()) / "slo-duckdb"
+    con.execute(f"SET temp_directory = '{str(temp).replace(chr(39), chr(39) * 2)}'")
+    return con
+
+
+def _files(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+class RunSource:
+    """One or more runs of a span store, as SQL over their Parquet segments.
+
+    Build it with `SpanStore.source(...)` (which returns None while spans of the run still
+    sit in the write-ahead log: then the whole table is read as before).
+    """
+
+    def __init__(self, own: Sequence[Path], unlabelled: Sequence[Path], *,
+                 start_ns: int | None = None, end_ns: int | None = None,
+                 temp_dir: Path | None = None):
+        window = []
+        if start_ns is not None:
+            window.append(f"start_ns >= {int(start_ns)}")
+        if end_ns is not None:
+            window.append(f"start_ns < {int(end_ns)}")
+        where = f" WHERE {' AND '.join(window)}" if window else ""
+        own_sql = f"SELECT * FROM read_parquet({_files(own)})"
+        sql = f"SELECT * FROM ({own_sql}){where}"
+        if unlabelled:
+            # the spans of services that copy no run id join the run of their trace
+            sql += (f" UNION ALL SELECT o.* REPLACE (r.run_id AS run_id) FROM "
+                    f"read_parquet({_files(unlabelled)}) o JOIN (SELECT trace_id, "
+                    f"min(run_id) AS run_id FROM ({own_sql}) GROUP BY trace_id) r "
+                    f"ON o.trace_id = r.trace_id"
+                    + where.replace("start_ns", "o.start_ns"))
+        self.sql = sql
+        self.temp_dir = temp_dir
+        self._con: Any = None
+
+    @property
+    def con(self) -> Any:
+        """The DuckDB connection (made on first use)."""
+        if self._con is None:
+            self._con = connect(self.temp_dir)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def traces(self, trace_ids: Iterable[str]) -> pa.Table:
+        """Every column of every span of these traces (`slo.spans.SCHEMA`)."""
+        ids = sorted(set(trace_ids))
+        if not ids:
+            return SCHEMA.empty_table()
+        t = self.con.sql(f"SELECT * FROM ({self.sql}) WHERE trace_id IN "
+                         "(SELECT unnest($1::VARCHAR[]))", params=[ids]).to_arrow_table()
+        return t.select(SCHEMA.names).cast(SCHEMA)
+
+    def attributes_of(self, trace_ids: Sequence[str], span_ids: Sequence[str]) -> list[str]:
+        """The attributes JSON of these spans (pairs of ids), in the order given."""
+        if not len(trace_ids):
+            return []
+        rows = self.con.execute(
+            f"SELECT trace_id, span_id, attributes FROM ({self.sql}) WHERE trace_id IN "
+            "(SELECT unnest($1::VARCHAR[]))", [sorted(set(trace_ids))]).fetchall()
+        found = {(t, s): a for t, s, a in rows}
+        return [found.get((t, s)) or "{}" for t, s in zip(trace_ids, span_ids, strict=True)]
+
+    def attributes_matching(self, pattern: str) -> pa.Array:
+        """The attributes JSON of the spans where the RE2 `pattern` matches somewhere."""
+        t = self.con.sql(f"SELECT attributes FROM ({self.sql}) WHERE "
+                         "regexp_matches(attributes, $1)", params=[pattern]).to_arrow_table()
+        return t.column("attributes").combine_chunks().cast(pa.string())
