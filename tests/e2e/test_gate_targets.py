@@ -69,7 +69,7 @@ def test_a_b_from_the_spec_alone_fails_naming_span_and_statement(tmp_path: Path)
     assert r.returncode == 1, r.stdout + r.stderr
     out = r.stdout
     assert "FINDING n_plus_one in shop GET /products" in out
-    assert "SELECT NAME FROM CATEGORIES WHERE ID = ?" in out
+    assert "SELECT name FROM categories WHERE id = ?" in out  # as written, literals out
     report = _report(rep)
     (finding,) = [f for f in report["findings"] if f["detector"] == "n_plus_one"]
     assert finding["span"] == "GET /products" and "CATEGORIES" in finding["statement"].upper()
