@@ -182,7 +182,7 @@ def _call_keys(ix: RunIndex, rows: np.ndarray) -> np.ndarray:
     """Caller service, span name and the host:port called, per client span row."""
     t = ix.table
     take = pa.array(rows)
-    matched = pc.extract_regex(pa.array(ix.attributes(rows), pa.string()), _PEER)
+    matched = pc.extract_regex(ix.attributes(rows), _PEER)
     peer = pc.fill_null(pc.struct_field(matched, "peer"), "")
     key = pc.binary_join_element_wise(t.column("service").take(take),
                                       t.column("name").take(take), peer, "|")

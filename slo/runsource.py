@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from slo.spans import SCHEMA
@@ -90,15 +91,22 @@ class RunSource:
                          "(SELECT unnest($1::VARCHAR[]))", params=[ids]).to_arrow_table()
         return t.select(SCHEMA.names).cast(SCHEMA)
 
-    def attributes_of(self, trace_ids: Sequence[str], span_ids: Sequence[str]) -> list[str]:
-        """The attributes JSON of these spans (pairs of ids), in the order given."""
-        if not len(trace_ids):
-            return []
-        rows = self.con.execute(
-            f"SELECT trace_id, span_id, attributes FROM ({self.sql}) WHERE trace_id IN "
-            "(SELECT unnest($1::VARCHAR[]))", [sorted(set(trace_ids))]).fetchall()
-        found = {(t, s): a for t, s, a in rows}
-        return [found.get((t, s)) or "{}" for t, s in zip(trace_ids, span_ids, strict=True)]
+    def attributes_of(self, trace_ids: pa.Array | pa.ChunkedArray,
+                      span_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The attributes JSON of these spans (pairs of ids), in the order given ("{}" for a
+        span not found)."""
+        want = pa.table({"i": pa.array(np.arange(len(trace_ids), dtype=np.int64)),
+                         "trace_id": trace_ids, "span_id": span_ids})
+        self.con.register("slo_wanted_spans", want)
+        try:
+            t = self.con.sql(
+                f"SELECT w.i, coalesce(any_value(s.attributes), '{{}}') AS attributes "
+                f"FROM slo_wanted_spans w LEFT JOIN ({self.sql}) s "
+                "ON s.trace_id = w.trace_id AND s.span_id = w.span_id "
+                "GROUP BY w.i ORDER BY w.i").to_arrow_table()
+        finally:
+            self.con.unregister("slo_wanted_spans")
+        return t.column("attributes").combine_chunks().cast(pa.string())
 
     def attributes_matching(self, pattern: str) -> pa.Array:
         """The attributes JSON of the spans where the RE2 `pattern` matches somewhere."""

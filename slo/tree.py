@@ -283,7 +283,7 @@ class RunIndex:
             mask &= is_root if selector.root else ~is_root
         rows = np.flatnonzero(mask)
         if selector.attributes and len(rows):
-            attrs = self.attributes(rows)
+            attrs = self.attributes(rows).to_pylist()
             want = dict(selector.attributes)
             ok = np.fromiter((_attrs_match(a, want) for a in attrs), bool, len(rows))
             rows = rows[ok]
@@ -291,13 +291,13 @@ class RunIndex:
 
     # -- rows ------------------------------------------------------------------------------
 
-    def attributes(self, rows: np.ndarray) -> list[str | None]:
+    def attributes(self, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
         """The attributes JSON of these rows."""
         take = pa.array(np.asarray(rows, np.int64))
         if self.source is None:
-            return self.column("attributes").take(take).to_pylist()
-        return self.source.attributes_of(self.column("trace_id").take(take).to_pylist(),
-                                         self.column("span_id").take(take).to_pylist())
+            return self.column("attributes").take(take)
+        return self.source.attributes_of(self.column("trace_id").take(take),
+                                         self.column("span_id").take(take))
 
     def attributes_matching(self, pattern: str) -> pa.Array | pa.ChunkedArray:
         """The attributes JSON of the spans where the regular expression matches."""
