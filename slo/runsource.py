@@ -32,7 +32,8 @@ def connect(temp_dir: Path | None = None) -> Any:
 
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-    temp = temp_dir or Path(tempfile.gettempdir()) / "slo-duckdb"
+    # a directory of its own (DuckDB makes it when it first spills and removes it on close)
+    temp = temp_dir or Path(tempfile.gettempdir()) / f"slo-duckdb-{os.getpid()}-{id(con):x}"
     con.execute(f"SET temp_directory = '{str(temp).replace(chr(39), chr(39) * 2)}'")
     return con
 

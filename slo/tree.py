@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -182,18 +182,25 @@ class RunIndex:
         out[db] = sc
         return out, list(uniq)
 
-    def _levels(self, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
-        """Ancestors of `rows` level by level: [(ancestor rows, positions in rows)], cyclic?"""
-        levels = []
+    def _walk(self, rows: np.ndarray, cyclic: list[bool]
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Ancestors of `rows` level by level: (ancestor rows, positions in rows); appends to
+        `cyclic` whether rows were still climbing after MAX_DEPTH levels."""
         cur, keep = rows, np.arange(len(rows))
         for _ in range(MAX_DEPTH):
             if len(cur) == 0:
                 break
-            levels.append((cur, keep))
+            yield cur, keep
             nxt = self.parent[cur]
             alive = nxt >= 0
             cur, keep = nxt[alive], keep[alive]
-        return levels, len(cur) > 0
+        cyclic.append(len(cur) > 0)
+
+    def _levels(self, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+        """Ancestors of `rows` level by level: [(ancestor rows, positions in rows)], cyclic?"""
+        cyclic: list[bool] = []
+        levels = list(self._walk(rows, cyclic))
+        return levels, cyclic[0]
 
     @cached_property
     def _db_levels(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
@@ -202,14 +209,19 @@ class RunIndex:
     def _ancestor_pairs(self, rows: np.ndarray, selected_mask: np.ndarray,
                         levels: tuple[list[tuple[np.ndarray, np.ndarray]], bool] | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
-        """(selected row, descendant row) for every descendant in `rows` (self included)."""
-        steps, cyclic = levels if levels is not None else self._levels(rows)
+        """(selected row, descendant row) for every descendant in `rows` (self included).
+
+        Without cached `levels` the levels are walked one at a time, not all held at once:
+        over every span of a large run they would be several times the run's ids."""
+        climbing: list[bool] = []
+        steps = levels[0] if levels is not None else self._walk(rows, climbing)
         sel_parts, desc_parts = [], []
         for cur, keep in steps:
             hit = selected_mask[cur]
             if hit.any():
                 sel_parts.append(cur[hit])
                 desc_parts.append(rows[keep[hit]])
+        cyclic = levels[1] if levels is not None else climbing[0]
         if not sel_parts:
             e = np.zeros(0, np.int64)
             return e, e
