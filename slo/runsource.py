@@ -22,7 +22,7 @@ import pyarrow as pa
 from slo.spans import SCHEMA
 
 #: What DuckDB may hold before it spills to its temp directory (DuckDB's default: 80% of RAM).
-MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY", "2GB")
+MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY", "1GB")
 
 
 def connect(temp_dir: Path | None = None) -> Any:
