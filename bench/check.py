@@ -87,9 +87,9 @@ def tiles(n_spans: int, run_id: str, seed: int, bugs: list[str], error_rate: flo
 
 
 def prepare(d: Path, n_spans: int) -> None:
-    from slo.baseline import build_baseline, save_baseline
-    from slo.spec import parse_spec
-    from slo.store import StoreWriter
+    from slo.ingest.store import StoreWriter
+    from slo.judge.baseline import build_baseline, save_baseline
+    from slo.judge.spec import parse_spec
 
     d.mkdir(parents=True, exist_ok=True)
     (d / "slo.yaml").write_text(SPEC)
@@ -120,13 +120,13 @@ def duckdb_ceiling(store: Path) -> float:
 
 def breakdown(d: Path) -> list[tuple[str, float, float]]:
     """(stage, wall s, CPU s) of each stage, in this process; CPU is steadier on a busy box."""
-    import slo.check as check
-    from slo.baseline import load_baseline
-    from slo.detectors import run_detectors
+    import slo.judge.check as check
+    from slo.ingest.store import SpanStore
+    from slo.judge.baseline import load_baseline
+    from slo.judge.detectors import run_detectors
+    from slo.judge.spec import load_spec
     from slo.pipeline import read_for_check
-    from slo.report import write_reports
-    from slo.spec import load_spec
-    from slo.store import SpanStore
+    from slo.report.writers import write_reports
 
     out = []
 
@@ -144,13 +144,13 @@ def breakdown(d: Path) -> list[tuple[str, float, float]]:
     timed("detectors alone, over Parquet", lambda: run_detectors(spans, spec.detectors, sql=sql))
     real, check.run_detectors = check.run_detectors, lambda t, c, sql=None: []
     try:
-        timed("check without detectors (slo.check)",
+        timed("check without detectors (slo.judge.check)",
               lambda: check.run_check(spec, spans, baseline, source=source))
     finally:
         check.run_detectors = real
     report = timed("check with detectors (overlapped)",
                    lambda: check.run_check(spec, spans, baseline, source=source))
-    timed("reports incl. HTML (slo.report)", lambda: write_reports(report, d / "reports-bd"))
+    timed("reports incl. HTML (slo.report.writers)", lambda: write_reports(report, d / "reports-bd"))
     return out
 
 
@@ -189,7 +189,7 @@ def main() -> int:
     # ru_maxrss of children is the largest of them: every run reads the same spans
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import slo.check, slo.report"], check=True)
+    subprocess.run([sys.executable, "-c", "import slo.judge.check, slo.report.writers"], check=True)
     imports = time.perf_counter() - t
     ceiling = min(duckdb_ceiling(d / "store") for _ in range(3))
     print(f"slo check, {args.spans:,} spans + baseline (median of {len(runs)}; walls "

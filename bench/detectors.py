@@ -17,8 +17,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from slo.detectors import run_detectors
-from slo.spans import SCHEMA
+from slo.ingest.spans import SCHEMA
+from slo.judge.detectors import run_detectors
 
 MS = 1_000_000
 

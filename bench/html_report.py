@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "slo"))
 
-import report_fixture  # noqa: E402
+import report_fixture
 
-from slo.html_report import render_html  # noqa: E402
+from slo.report.html import render_html
 
 
 def _best(fn, repeat: int = 5) -> tuple[float, float]:

@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from slo import otlp
-from slo.store import SpanStore
+from slo.ingest import otlp
+from slo.ingest.store import SpanStore
 
 BATCH = 512
 RUN = "bench-ingest"

@@ -1,11 +1,11 @@
 """Benchmark: SQL normalization by tokenizer (sqlglot, sqlparse) against the former regexes.
 
-`slo/sqlnorm.py` turns every distinct statement text of a run into its grouping key. This
+`slo/judge/sqlnorm.py` turns every distinct statement text of a run into its grouping key. This
 script normalizes a realistic mix and prints, per candidate, statements/s (uncached: every text
 distinct) as a ratio against the regex implementation measured in the same rounds, and how
 many groups the mix falls into (the mix is built from a known number of templates, so the
 right answer is printed next to it). Both tokenizers feed the same renderer
-(`slo.sqlnorm.from_tokens`), so the rate compares the tokenizers, and the group count the
+(`slo.judge.sqlnorm.from_tokens`), so the rate compares the tokenizers, and the group count the
 ability to read the statements.
 
 The mix: every SELECT/INSERT/UPDATE/DELETE literal in `sut/services/*.py` and `sut/db.py`
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from slo import sqlnorm
+from slo.judge import sqlnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 _DML = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.I)
@@ -197,7 +197,7 @@ def main() -> None:
         r = ratios[name]
         print(f"{name:28} {statistics.median(rates[name]):12,.0f} {statistics.median(r):8.2f} "
               f"{min(r):6.2f}-{max(r):<6.2f} {groups:7d}")
-    print(f"(right number of groups: {n_templates}; slo.sqlnorm.normalize caches each distinct "
+    print(f"(right number of groups: {n_templates}; slo.judge.sqlnorm.normalize caches each distinct "
           f"text, so a run pays this once per distinct statement text)")
     sample = stmts[:3]
     for name, fn in CANDIDATES.items():

@@ -23,7 +23,6 @@ import http.client
 import os
 import random
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from slo.ports import free_port_range
+from slo.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -44,7 +44,7 @@ def free_base(n: int = 5) -> int:
 
 
 class Sut:
-    """`sut up` on free ports; stopped with SIGTERM to its process group."""
+    """`sut up` on free ports, in its own process group under the project's supervisor."""
 
     def __init__(self, name: str, workdir: Path, db: str | None) -> None:
         self.name = name
@@ -55,28 +55,18 @@ class Sut:
                "--data-dir", str(workdir / name), "--workers", "1"]
         if db:
             cmd += ["--db", db]
-        self.log = workdir / f"{name}.log"
-        with open(self.log, "wb") as fh:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        self.supervisor = Supervisor(workdir, error=SystemExit, tail_lines=30)
+        self.proc = self.supervisor.spawn(name, cmd, env, cwd=ROOT)
 
     def wait_ready(self, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{self.name} SUT exited:\n{self.log.read_text()[-2000:]}")
-            if "sut ready" in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.3)
-        raise SystemExit(f"{self.name} SUT not ready after {timeout} s")
+        log = self.proc.log_path
+        assert log is not None
+        self.supervisor.wait_until(f"{self.name} SUT",
+                                   lambda: "sut ready" in log.read_text(errors="replace"),
+                                   [self.proc], timeout, interval=0.3)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.supervisor.stop(timeout=30)
 
 
 def orders_per_second(port: int, seconds: float, clients: int) -> float:

@@ -19,9 +19,7 @@ import http.client
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +36,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 from slo.ports import free_port_range  # noqa: E402
+from slo.supervisor import Supervisor  # noqa: E402
 from sut import seed  # noqa: E402
 
 SUT = str(Path(sys.executable).with_name("sut"))
@@ -54,7 +53,7 @@ class Sink:
             def log_message(self, *a: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 sink.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -81,16 +80,18 @@ def free_base() -> int:
 
 
 class Sut:
+    """`sut up` on free ports, in its own process group under the project's supervisor."""
+
     def __init__(self, data_dir: Path, env: dict[str, str], bugs: str = "") -> None:
         self.base = free_base()
-        self.proc = subprocess.Popen(
-            [SUT, "up", "--data-dir", str(data_dir), "--base-port", str(self.base), "--bugs", bugs],
-            env={**os.environ, "SUT_ADMIN_TOKEN": "bench", **env}, stdout=subprocess.PIPE, text=True)
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            if "ready" in line:
-                break
-        else:
-            raise SystemExit("sut up did not start")
+        log = data_dir / "sut-up.log"
+        self.supervisor = Supervisor(error=SystemExit, tail_lines=30)
+        self.proc = self.supervisor.spawn(
+            "sut", [SUT, "up", "--data-dir", str(data_dir), "--base-port", str(self.base),
+                    "--bugs", bugs],
+            {**os.environ, "SUT_ADMIN_TOKEN": "bench", **env}, log=log)
+        self.supervisor.wait_until("sut up", lambda: "sut ready" in log.read_text(errors="replace"),
+                                   [self.proc], 240, interval=0.2)
 
     def cpu_seconds(self) -> float:
         """User + system CPU of `sut up` and every process under it (the gunicorn workers)."""
@@ -105,8 +106,7 @@ class Sut:
         return total
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
+        self.supervisor.stop(timeout=60)
 
 
 def get(conn: http.client.HTTPConnection, path: str) -> int:

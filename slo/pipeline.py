@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from slo import units
 from slo.errors import SloError
 
 
@@ -42,6 +43,7 @@ def wait_for_spans(
     timeout: float = 30.0,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
+    until: Callable[[], bool] | None = None,
 ) -> int:
     """Wait until the collector has written the runs' spans; returns the span count seen.
 
@@ -49,9 +51,10 @@ def wait_for_spans(
     Done when the count has not grown for `settle` seconds (and, if given, at least
     `expected_roots` spans arrived: a cheap lower bound, one root span per request), or at
     `timeout`, whichever comes first. Unlabelled spans (services that copy no run id) count
-    too: they are what a zero-code-instrumented service sends last.
+    too: they are what a zero-code-instrumented service sends last. `until`, if given, must
+    hold too before it returns (the gate: Locust has exited, its client spans flushed).
     """
-    from slo.store import UNLABELLED
+    from slo.ingest.store import UNLABELLED
 
     wanted = set(run_ids) | {UNLABELLED}
     last, stable_since = -1, time.monotonic()
@@ -65,6 +68,9 @@ def wait_for_spans(
         if count != last:
             last, stable_since = count, now
         enough = expected_roots is None or count >= expected_roots
+        if until is not None and now < deadline and not until():
+            sleep(poll)
+            continue
         if (enough and now - stable_since >= settle) or now >= deadline:
             return count
         if not enough and count > 0 and now - stable_since >= max(settle, 5.0):
@@ -87,8 +93,8 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
         unit = r.get("unit") or ""
         lines.append(
             f"  FAIL {r.get('slo')} {r.get('objective')} [{r.get('status')}]: "
-            f"observed {_num(r.get('observed'), unit)}, budget {_num(r.get('budget'), unit)}"
-            + (f", baseline {_num(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
+            f"observed {units.value(r.get('observed'), unit)}, budget {units.value(r.get('budget'), unit)}"
+            + (f", baseline {units.value(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
         )
         if r.get("explanation"):
             lines.append(f"       {r['explanation']}")
@@ -104,16 +110,6 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
     if report_dir:
         lines.append(f"reports: {Path(report_dir) / 'slo-report.html'} (and .json, .md, junit.xml)")
     return "\n".join(lines)
-
-
-def _num(v: Any, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit == "ratio":
-        return f"{float(v) * 100:.2f}%"
-    if unit == "ms":
-        return f"{float(v):.1f} ms"
-    return f"{float(v):g}"
 
 
 @dataclass
@@ -144,8 +140,8 @@ def judge(
     `extra` is merged into the report before it is written (the gate's own section, say);
     `check_options` go to `run_check` as they are.
     """
-    from slo.check import run_check
-    from slo.report import write_reports
+    from slo.judge.check import run_check
+    from slo.report.writers import write_reports
 
     report = run_check(spec, spans, baseline, run_meta, run_id=run_id, **check_options)
     if extra:
@@ -159,11 +155,11 @@ def read_for_check(store: Any, run_ids: str | list[str], *, start_ns: int | None
     """(spans, source) of runs of a `SpanStore`, for `run_check(..., source=source)`.
 
     When the runs sit in Parquet only, the table holds `slo.check.CORE_COLUMNS` and the
-    source (`slo.runsource.RunSource`) reads the attributes and whole traces on demand;
+    source (`slo.ingest.runsource.RunSource`) reads the attributes and whole traces on demand;
     otherwise (a collector is still writing) the table holds `CHECK_COLUMNS` and the
     source is None.
     """
-    from slo.check import CHECK_COLUMNS, CORE_COLUMNS
+    from slo.judge.check import CHECK_COLUMNS, CORE_COLUMNS
 
     source = store.source(run_ids, start_ns=start_ns, end_ns=end_ns)
     spans = store.read(run_ids, start_ns=start_ns, end_ns=end_ns,
@@ -188,9 +184,9 @@ def check_store_run(
     Records `meta` first, waits for the run's last spans, reads them (with the spans of
     services that copy no run id, joined by trace), then `judge`. Raises SloError on bad input.
     """
-    from slo.baseline import load_baseline
-    from slo.spec import load_spec
-    from slo.store import SpanStore
+    from slo.ingest.store import SpanStore
+    from slo.judge.baseline import load_baseline
+    from slo.judge.spec import load_spec
 
     spec = load_spec(spec_path)
     store = SpanStore(Path(store_path))

@@ -3,13 +3,13 @@
 Developers catch most performance mistakes one step before CI, in the integration tests they
 run before pushing. The tools they use there (`assertNumQueries`, `nplusone`) see one process's
 database; the traces see every query a request causes in every service it calls. So the plugin
-runs an in-test OTLP collector (the real `slo.collector`, on free ports, into a temporary
+runs an in-test OTLP collector (the real `slo.ingest.collector`, on free ports, into a temporary
 store), the services under test export to it (`slo_collector.env()`), and:
 
 - `slo_spans` (a function fixture) waits for the spans of the test's requests, joined by trace
   id, and answers questions in the spec's vocabulary:
   `assert slo_spans.slo(service="product-service", span="GET /products").db_queries <= 3`.
-  The numbers come from `slo.check.run_check` over the test's spans (nothing is counted twice
+  The numbers come from `slo.judge.check.run_check` over the test's spans (nothing is counted twice
   in two places); a failing assertion names the worst request, its statements and the N+1
   findings, and the test report gets an "slo" section with the trace's text waterfall.
 - `pytest --slo-spec slo.yaml` adds one test item at the end of the session that checks the
@@ -37,11 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from slo import units
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from slo.collector import Running
-    from slo.spec import Spec
+    from slo.ingest.collector import Running
+    from slo.judge.spec import Spec
 
 #: Seconds without a new span before a test's traces count as arrived.
 QUIET_S = 0.5
@@ -73,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("slo_spec", None)
     if path:
         from slo.errors import SloError
-        from slo.spec import load_spec
+        from slo.judge.spec import load_spec
 
         try:
             spec = load_spec(path)
@@ -118,7 +120,7 @@ class SloSession:
 
     def collector(self) -> SessionCollector:
         if self._running is None:
-            from slo.collector import CollectorConfig, start
+            from slo.ingest.collector import CollectorConfig, start
 
             self._dir = tempfile.mkdtemp(prefix="slo-pytest-")
             self._running = start(CollectorConfig(store=str(Path(self._dir) / "store"),
@@ -160,8 +162,8 @@ class SessionCollector:
 
     def spans(self) -> pa.Table:
         """Every span received so far (all runs)."""
-        from slo.spans import empty_table
-        from slo.store import SpanStore
+        from slo.ingest.spans import empty_table
+        from slo.ingest.store import SpanStore
 
         store = SpanStore(self.store)
         runs = [r.run_id for r in store.runs()]
@@ -200,12 +202,12 @@ def as_roots(table: pa.Table, outside: frozenset[str]) -> pa.Table:
 
 
 def whole(table: pa.Table) -> bool:
-    """Every trace of the table complete (`slo.completeness`): no parent and no callee's
+    """Every trace of the table complete (`slo.judge.completeness`): no parent and no callee's
     spans missing."""
     if table.num_rows == 0:
         return False
-    from slo.completeness import assess
-    from slo.tree import RunIndex
+    from slo.judge.completeness import assess
+    from slo.judge.tree import RunIndex
 
     c = assess(RunIndex(table))
     return c.complete == c.traces and c.missing_parents == 0
@@ -282,7 +284,7 @@ class SpanRecorder:
             span_regex: str | None = None, kind: str | None = None, root: bool | None = None,
             attributes: dict[str, str] | None = None) -> SloView:
         """The spans a spec `select:` with these keys would choose, as a view to assert on."""
-        from slo.spec import Selector
+        from slo.judge.spec import Selector
 
         sel = Selector(service=service, span=span, span_regex=span_regex, root=root, kind=kind,
                        attributes=tuple(sorted((str(k), str(v))
@@ -301,8 +303,8 @@ class SpanRecorder:
         """The detectors' findings and traces over this test's spans (no objectives)."""
         table = self.table()
         if self._report is None or self._report[0] is not table:
-            from slo.check import run_check
-            from slo.spec import Spec
+            from slo.judge.check import run_check
+            from slo.judge.spec import Spec
 
             self._report = (table, run_check(Spec((), path="<slo_spans>"), table,
                                              run_id=self.run_id))
@@ -317,7 +319,7 @@ class SpanRecorder:
         """AssertionError naming each finding (of these detectors; default all) with the
         waterfall of its exemplar trace."""
         __tracebackhide__ = True  # the test's line, not this one, is where it failed
-        from slo import waterfall_text
+        from slo.report import text as waterfall_text
 
         found = self.findings(*detectors)
         if not found:
@@ -366,9 +368,9 @@ class SloView:
         return " ".join(str(v) for v in self.select.as_dict().values())
 
     def check(self, budgets: dict[str, float]) -> dict[str, Any]:
-        """`slo.check.run_check` of these objectives over the test's spans."""
-        from slo.check import run_check
-        from slo.spec import SLO, Objective, Regression, Spec
+        """`slo.judge.check.run_check` of these objectives over the test's spans."""
+        from slo.judge.check import run_check
+        from slo.judge.spec import SLO, Objective, Regression, Spec
 
         objectives = tuple(Objective(o, b) for o, b in budgets.items())
         spec = Spec((SLO(self.label, self.select, objectives, Regression()),),
@@ -378,7 +380,7 @@ class SloView:
     def report(self) -> dict[str, Any]:
         """Every objective's observed value (budgets unlimited: the values, not verdicts)."""
         if self._report is None:
-            from slo.spec import OBJECTIVES
+            from slo.judge.spec import OBJECTIVES
 
             self._report = self.check(dict.fromkeys(OBJECTIVES, math.inf))
         return self._report
@@ -417,8 +419,9 @@ class SloView:
 
     def statements(self, objective: str) -> list[tuple[int, str, str]]:
         """(runs, service, normalized statement) under the exemplar span, most runs first."""
-        from slo.sqlnorm import normalize
-        from slo.traces import subtree
+        from slo.ingest.spans import statement as db_statement
+        from slo.judge.sqlnorm import normalize
+        from slo.judge.traces import subtree
 
         trace, r = self.worst_trace(objective), self.result(objective)
         if not trace:
@@ -426,10 +429,9 @@ class SloView:
         spans = subtree(trace["spans"], r.get("span_id") or "") or trace["spans"]
         counts: Counter[tuple[str, str]] = Counter()
         for s in spans:
-            attrs = s.get("attributes") or {}
-            stmt = attrs.get("db.query.text") or attrs.get("db.statement")
+            stmt = db_statement(s.get("attributes") or {})
             if stmt:
-                counts[(str(s.get("service") or ""), normalize(str(stmt)))] += 1
+                counts[(str(s.get("service") or ""), normalize(stmt))] += 1
         return [(n, svc, stmt) for (svc, stmt), n in
                 sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
@@ -439,19 +441,18 @@ class SloView:
 
 
 def _fmt(value: float, objective: str) -> str:
-    from slo.check import fmt_value
-    from slo.spec import UNITS
+    from slo.judge.spec import UNITS
 
     if math.isnan(value):
         return "no data"
-    return fmt_value(value, UNITS[objective])
+    return units.value(value, UNITS[objective])
 
 
 def _coerce(objective: str, other: Any) -> Any:
     """Budgets as the spec writes them: "200ms", "1%"; numbers pass through."""
     if not isinstance(other, str):
         return other
-    from slo.spec import UNITS, parse_duration_ms, parse_percent
+    from slo.judge.spec import UNITS, parse_duration_ms, parse_percent
 
     unit = UNITS[objective]
     value = parse_duration_ms(other) if unit == "ms" else (
@@ -500,7 +501,8 @@ class Measure(float):
     def explain(self, op: str, other: Any, full: bool = False) -> list[str]:
         """Lines that say what failed: the value, the worst request, its statements, the
         detectors' findings in it; with `full`, the check's explanation and the waterfall."""
-        from slo import sqlnorm, waterfall_text
+        from slo.judge import sqlnorm
+        from slo.report import text as waterfall_text
 
         view, obj = self.view, self.objective
         r = view.result(obj)
@@ -510,7 +512,7 @@ class Measure(float):
             return lines + [r["explanation"]]
         whole = view.report().get("completeness") or {}
         if whole.get("incomplete") or whole.get("sampled"):
-            from slo.completeness import sentence
+            from slo.judge.completeness import sentence
 
             lines.append("traces: " + sentence(whole))
         trace = view.worst_trace(obj)
@@ -555,12 +557,12 @@ class SpecItem(pytest.Item):
     """`--slo-spec`: the whole spec over the session's spans, one test result."""
 
     def runtest(self) -> None:
-        from slo.check import fmt_value, run_check
+        from slo.judge.check import run_check
 
         state: SloSession = self.config.stash[_STATE]
         assert state.spec is not None
         spans = state.collector().settled(lambda t: t)
-        from slo.completeness import sentence
+        from slo.judge.completeness import sentence
 
         report = run_check(state.spec, spans, run_id="pytest-session")
         self.report = report
@@ -569,11 +571,11 @@ class SpecItem(pytest.Item):
             status = r["status"]
             self.user_properties.append(
                 (f"{r['slo']}/{r['objective']}",
-                 f"{status} {fmt_value(r['observed'], r['unit'])} "
-                 f"(budget {fmt_value(r['budget'], r['unit'])})"))
+                 f"{status} {units.value(r['observed'], r['unit'])} "
+                 f"(budget {units.value(r['budget'], r['unit'])})"))
             rows.append(f"{status.upper():8} {r['slo']} {r['objective']}: "
-                        f"{fmt_value(r['observed'], r['unit'])} (budget "
-                        f"{fmt_value(r['budget'], r['unit'])}) {r['explanation']}")
+                        f"{units.value(r['observed'], r['unit'])} (budget "
+                        f"{units.value(r['budget'], r['unit'])}) {r['explanation']}")
         for f in report["findings"]:
             if f.get("fails"):
                 rows.append(f"FINDING  {f['detector']}: {f['message']}")
@@ -581,7 +583,9 @@ class SpecItem(pytest.Item):
             raise SpecFailed("\n".join([f"{state.spec.path}: {spans.num_rows} spans of this "
                                         "session fail the spec:", *rows]))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[no-untyped-def, override]
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None
+    ) -> str:
         if isinstance(excinfo.value, SpecFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)

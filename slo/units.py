@@ -131,3 +131,39 @@ def tick_ms(ms: float) -> str:
     if ms >= 1000:
         return f"{ms / 1000:g} s"
     return f"{ms:g} ms"
+
+
+def confidence(c: Any) -> str:
+    """A confidence level without false precision: `99%`, `99.9%`, `99.98%`."""
+    v = _finite(c)
+    if v is None:
+        return "?"
+    for digits in range(0, 4):
+        text = f"{v * 100:.{digits}f}"
+        if float(text) < 100:
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + "%"
+    return ">99.99%"
+
+
+def result_change(x: Mapping[str, Any], unit: str) -> str:
+    """A regression's change with its interval, in its unit: `p90 +883% [+610%, +1,100%], 99%`
+    (latency, relative), `+0.52 pts [+0.10 pts, +0.94 pts], 99%` (error rate, absolute
+    percentage points), `+1.00 [+0.98, +1.02], 99%` (counts per request, absolute).
+
+    `x` carries stat, change, ci_low, ci_high, confidence (a regression result or one of its
+    comparisons); without an interval (a request-level comparison) only the change."""
+    if x.get("change") is None:
+        return ""
+    head = ""
+    if unit == "ms":
+        f, head = change, f"{x.get('stat') or ''} ".lstrip()
+    elif unit == "ratio":
+        f = points
+    else:
+        def f(v: Any) -> str:
+            d = _finite(v)
+            return MISSING if d is None else f"{d:+.2f}"
+    if x.get("ci_low") is None:
+        return f"{head}{f(x['change'])}"
+    return (f"{head}{f(x['change'])} [{f(x['ci_low'])}, {f(x['ci_high'])}], "
+            f"{confidence(x.get('confidence'))}")

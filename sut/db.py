@@ -168,7 +168,7 @@ def set_inventory_index(url: str, present: bool) -> None:
             conn.execute(f"DROP INDEX IF EXISTS {INVENTORY_INDEX}")
         if is_postgres(url):
             conn.execute("ANALYZE inventory")
-    except Exception as e:  # noqa: BLE001 - a concurrent twin did it first; verify below
+    except Exception as e:  # a concurrent twin did it first; verify below
         if inventory_index_present(url) != present:
             raise SutError(f"could not {'create' if present else 'drop'} the inventory index: {e}") from e
     finally:

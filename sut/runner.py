@@ -7,13 +7,13 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from slo.supervisor import Proc, Supervisor, handle_signals
 from sut import SERVICES, bugs, db, seed
 from sut.cache import check_redis
 from sut.config import Settings
@@ -123,57 +123,46 @@ def healthy(url: str) -> bool:
 
 
 class Stack:
-    """The five gunicorn masters; `stop` sends SIGTERM and waits (workers flush their spans)."""
+    """The five gunicorn masters under one supervisor, their output on ours.
+
+    Each master gets SIGTERM alone (it stops its workers in order, so they flush their spans);
+    whatever is left of a master's process group after the timeout is SIGKILLed.
+    """
 
     def __init__(self, opts: UpOptions) -> None:
         self.opts = opts
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.supervisor = Supervisor(error=SutError)
+        self.procs: dict[str, Proc] = {}
 
     def start(self) -> None:
         from sut.metrics import multiprocess_env
 
         env = service_env(self.opts)
         for service in SERVICES:
-            self.procs[service] = subprocess.Popen(
-                gunicorn_command(service, self.opts), start_new_session=True,
-                env={**env, **multiprocess_env(self.opts.settings.data_dir, service)},
-                preexec_fn=_die_with_parent)
+            self.procs[service] = self.supervisor.spawn(
+                service, gunicorn_command(service, self.opts),
+                {**env, **multiprocess_env(self.opts.settings.data_dir, service)},
+                log=None, term_leader_only=True, preexec_fn=_die_with_parent)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT,
                      stop: Callable[[], bool] = lambda: False) -> None:
         pending = dict(self.opts.settings.urls)
-        deadline = time.monotonic() + timeout
-        while pending and not stop():
-            for service, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise SutError(f"{service} exited with code {proc.returncode} while starting "
-                                   "(its log is above)")
+
+        def all_healthy() -> bool:
             for service in list(pending):
                 if healthy(pending[service]):
                     del pending[service]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise SutError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
-            time.sleep(0.2)
+            return not pending
+
+        self.supervisor.wait_until(lambda: f"{', '.join(pending)} (/healthz)", all_healthy,
+                                   self.procs.values(), timeout, interval=0.2, cancel=stop)
 
     def stop(self, timeout: float = 15.0) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        self.supervisor.stop(timeout=timeout)
 
     def any_exited(self) -> str | None:
-        for service, proc in self.procs.items():
-            if proc.poll() is not None:
-                return f"{service} exited with code {proc.returncode}"
-        return None
+        proc = self.supervisor.first_exited()
+        return None if proc is None else f"{proc.name} exited with code {proc.returncode}"
 
 
 def serve(service: str, opts: UpOptions, echo: Callable[[str], None] = print) -> None:
@@ -209,23 +198,21 @@ def up(opts: UpOptions, echo: Callable[[str], None] = print) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stop_requested.append(signum)
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     stack = Stack(opts)
-    try:
-        stack.start()
-        stack.wait_healthy(stop=lambda: bool(stop_requested))
-        if not stop_requested:
-            for service in SERVICES:
-                echo(f"{service:<18} {settings.urls[service]}")
-            echo(f"sut ready: {len(SERVICES)} services, bugs: {','.join(settings.bugs) or 'none'}"
-                 " (Ctrl-C stops)")
-        while not stop_requested:
-            exited = stack.any_exited()
-            if exited:
-                raise SutError(f"{exited}; stopping the others")
-            time.sleep(0.2)
-        return 0
-    finally:
-        stack.stop()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    with handle_signals(on_signal, (signal.SIGTERM, signal.SIGINT)):
+        try:
+            stack.start()
+            stack.wait_healthy(stop=lambda: bool(stop_requested))
+            if not stop_requested:
+                for service in SERVICES:
+                    echo(f"{service:<18} {settings.urls[service]}")
+                echo(f"sut ready: {len(SERVICES)} services, bugs: "
+                     f"{','.join(settings.bugs) or 'none'} (Ctrl-C stops)")
+            while not stop_requested:
+                exited = stack.any_exited()
+                if exited:
+                    raise SutError(f"{exited}; stopping the others")
+                time.sleep(0.2)
+            return 0
+        finally:
+            stack.stop()

@@ -179,7 +179,7 @@ def ensure_seeded(url: str) -> bool:
             return True
     except SutError:
         raise
-    except Exception as e:  # noqa: BLE001 - driver errors become one line
+    except Exception as e:  # driver errors become one line
         raise SutError(f"could not seed database {db.redact(url)}: {e}") from e
     finally:
         conn.close()

@@ -17,9 +17,9 @@ import os
 # tracing overhead. Must be set before any instrumentation reads it, hence at import time.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "database/dup,http")
 
-from opentelemetry.processor.baggage import BaggageSpanProcessor  # noqa: E402
-from opentelemetry.sdk.resources import Resource  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.processor.baggage import BaggageSpanProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 TRACER_NAME = "sut"

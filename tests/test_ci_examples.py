@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from slo.commands.gate import command as gate_command
+from slo.cli.gate import command as gate_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -593,7 +593,7 @@ def test_dockerfile_builds_the_project_from_pyproject() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
     assert "pyproject.toml" in text and re.search(r"pip install[^\n]*\s\.(\s|$)", text)
-    for needed in ("pyproject.toml", "slo/cli.py", "sut/cli.py", "slo.yaml", "loadtests/locustfile.py"):
+    for needed in ("pyproject.toml", "slo/cli/__init__.py", "sut/cli.py", "slo.yaml", "loadtests/locustfile.py"):
         assert not _dockerignored(needed), f"{needed} is excluded by .dockerignore"
     for name, svc in load_compose()["services"].items():
         if "build" in svc:

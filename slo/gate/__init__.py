@@ -1,8 +1,8 @@
 """`slo gate`: collector, a target with two sides, interleaved load slices, check, reports.
 
 `core` orchestrates; one module per target (`sut`, `commands`, `urls`) behind the small
-interface of `base.Target`; `procs` starts and stops child process groups. Only `sut`
-imports the bundled SUT.
+interface of `base.Target`; `procs` holds the gate's errors, probes and signals, and
+`slo.supervisor` starts and stops the child process groups. Only `sut` imports the bundled SUT.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ class Target(ABC):
     kind: str = ""
     #: True when the sides are two deployments: Locust's requests follow the slice's host
     separate_hosts: bool = True
+    #: seconds without new spans after the load (and Locust's exit) before the check reads:
+    #: longer than the target's exporters' batch delay; 1 s when the gate does not set it
+    span_settle: float = 1.0
 
     @abstractmethod
     def start(self, gate: Gate) -> None: ...

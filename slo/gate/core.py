@@ -26,10 +26,9 @@ import math
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,6 @@ from slo.errors import SloError
 from slo.gate.base import SIDES, Target
 from slo.gate.procs import (
     GateError,
-    Proc,
     install_signal_handlers,
     port_open,
     python_cmd,
@@ -51,6 +49,7 @@ from slo.gate.procs import (
 from slo.pipeline import summary_text, wait_for_spans
 from slo.ports import free_port
 from slo.slicefile import write_slice
+from slo.supervisor import Proc, Supervisor
 
 #: the Locust file that only loads the SLO plugin, given beside the user's (`-f theirs,this`)
 PLUGIN_LOCUSTFILE = Path(slo.__file__).parent / "locust" / "slo_plugin.py"
@@ -133,13 +132,22 @@ class Gate:
         self.c = config
         self.out = out
         self.target = target or make_target(config)
-        self.procs: list[Proc] = []
         self.gate_id = f"gate-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         self.t0 = time.monotonic()
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="slo-gate-"))
+        self.supervisor = Supervisor(self.workdir, error=GateError)
         self.run_id_file = self.workdir / "run-id"
         self.store_path = self.workdir / "store"
         self.collector_port = 0
+        #: wall seconds per phase, in order (report["gate"]["phases"]): where the time went
+        self.phases: dict[str, float] = {}
+        self._phase_mark = self.t0
+
+    def phase(self, name: str) -> None:
+        """Close the phase `name`: the time since the previous phase ended is its wall time."""
+        now = time.monotonic()
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self._phase_mark, 3)
+        self._phase_mark = now
 
     # -- for tests and tools that start the SUT stack the way the gate does ------------
     @property
@@ -149,6 +157,11 @@ class Gate:
     @property
     def base_port(self) -> int:
         return getattr(self.target, "base_port", 0)
+
+    @property
+    def procs(self) -> list[Proc]:
+        """Every child started so far (the targets wait on them)."""
+        return self.supervisor.procs
 
     @property
     def collector_url(self) -> str:
@@ -165,37 +178,12 @@ class Gate:
     def spawn(self, name: str, cmd: list[str] | str, env: dict[str, str], *,
               cwd: str | os.PathLike | None = None, shell: bool = False) -> Proc:
         """Start a child in its own process group, output to <workdir>/<name>.log."""
-        log_path = self.workdir / f"{name}.log"
-        log = open(log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
-        try:
-            popen = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True, shell=shell,
-                # ours run in the workdir: a sut/ or slo/ folder in the caller's would shadow
-                cwd=cwd or self.workdir,
-            )
-        except OSError as e:
-            raise GateError(f"could not start {name} ({cmd}): {e}") from e
-        finally:
-            log.close()
-        proc = Proc(name, popen, log_path)
-        self.procs.append(proc)
-        return proc
+        # ours run in the workdir: a sut/ or slo/ folder in the caller's would shadow
+        return self.supervisor.spawn(name, cmd, env, cwd=cwd or self.workdir, shell=shell)
 
-    def wait_until(self, what: str, ok: Callable[[], bool], procs: list[Proc], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not ok():
-            for p in procs:
-                if not p.alive():
-                    raise GateError(
-                        f"{p.name} exited (code {p.popen.returncode}) before {what} was ready; "
-                        f"its last lines:\n{p.log_tail()}"
-                    )
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in procs)
-                raise GateError(f"{what} not ready after {timeout:.0f} s"
-                                + (f"; last lines:\n{tails}" if tails else ""))
-            time.sleep(0.1)
+    def wait_until(self, what: str, ok: Callable[[], bool], procs: list[Proc], timeout: float,
+                   poll: float = 0.05) -> None:
+        self.supervisor.wait_until(what, ok, procs, timeout, interval=poll)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -203,7 +191,9 @@ class Gate:
         return env
 
     # -- phases -------------------------------------------------------------------------
-    def start_collector(self) -> None:
+    def start_collector(self, wait: bool = True) -> None:
+        """Spawn the collector; `wait=False` leaves `wait_collector()` for later, so the
+        target's start (database copy, SUT boot) overlaps the collector's."""
         self.store_path.mkdir(parents=True, exist_ok=True)
         if self.c.otlp_port:
             self.collector_port = self.c.otlp_port
@@ -214,7 +204,7 @@ class Gate:
             self.collector_port = free_port()
         grpc_port = free_port()
         self.say(f"starting collector on :{self.collector_port} (store {self.store_path})")
-        collector = self.spawn(
+        self._collector = self.spawn(
             "collector",
             python_cmd("slo.cli:main") + [
                 "collect", "--store", str(self.store_path), "--port", str(self.collector_port),
@@ -222,7 +212,12 @@ class Gate:
             ],
             self.env(),
         )
-        self.wait_until("collector", lambda: port_open(self.collector_port), [collector], 30)
+        if wait:
+            self.wait_collector()
+
+    def wait_collector(self) -> None:
+        self.wait_until("collector", lambda: port_open(self.collector_port), [self._collector],
+                        30, poll=0.02)
 
     def start_stack(self) -> None:
         """The collector, then the target's two sides, ready."""
@@ -269,12 +264,14 @@ class Gate:
         per_slice = slice_s + self.c.gap
         left = self.c.warmup + per_slice * len(sides)
         self._wait_for_traffic()
+        self.phase("traffic")
         procs = f" in {self.c.locust_processes} Locust processes" if self.c.locust_processes > 1 else ""
         self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users{procs} "
                  f"({left:.0f} s of load left)")
         self._sleep(self.c.warmup / 2)
         self.set_slice(f"{self.gate_id}-warmup", "candidate")  # two deployments: warm both
         self._sleep(self.c.warmup / 2)
+        self.phase("warmup")
         ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
         for i, side in enumerate(sides):
             self.set_slice("")  # gap: requests in flight at the switch carry no run id
@@ -294,6 +291,7 @@ class Gate:
             )
             self._sleep(slice_s)
         self.set_slice("")
+        self.phase("load")
         return ids
 
     def _wait_for_traffic(self, timeout: float = 90) -> None:
@@ -302,7 +300,7 @@ class Gate:
         On a loaded machine Locust alone can take seconds to start; a slice timed from its
         launch would otherwise be empty.
         """
-        from slo.store import SpanStore
+        from slo.ingest.store import SpanStore
 
         store = SpanStore(self.store_path)
         warmup_id = f"{self.gate_id}-warmup"
@@ -318,13 +316,7 @@ class Gate:
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, but end the gate (exit 2) as soon as any of our processes dies."""
-        deadline = time.monotonic() + seconds
-        while (now := time.monotonic()) < deadline:
-            for p in self.procs:
-                if not p.alive():
-                    raise GateError(f"{p.name} exited during the gate (code "
-                                    f"{p.popen.returncode}); its last lines:\n{p.log_tail()}")
-            time.sleep(min(0.1, deadline - now))
+        self.supervisor.sleep(seconds, message="{name} exited during the gate (code {code})")
 
     def spec_path(self) -> str:
         """--spec, else ./slo.yaml, else the target's default (the SUT's embedded spec)."""
@@ -338,17 +330,24 @@ class Gate:
         return default
 
     def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
-        from slo.baseline import build_baseline, load_baseline, save_baseline
-        from slo.check import CHECK_COLUMNS
+        from slo.ingest.store import SpanStore
+        from slo.judge.baseline import build_baseline, load_baseline, save_baseline
+        from slo.judge.check import CHECK_COLUMNS
+        from slo.judge.spec import load_spec
         from slo.pipeline import judge
-        from slo.spec import load_spec
-        from slo.store import SpanStore
+        from slo.report.writers import write_reports
 
         spec = load_spec(self.spec_path())
         store = SpanStore(self.store_path)
         all_ids = ids["baseline"] + ids["candidate"]
         self.say("waiting for the last spans")
-        wait_for_spans(store, all_ids, settle=1.0, timeout=20)
+        # done when Locust (SIGTERMed after the load) has exited, its client spans flushed on
+        # the way out, and no span has arrived for a few of the exporters' batch delays
+        # (target.span_settle); the two overlap
+        locusts = [p for p in self.procs if p.name == "locust"]
+        wait_for_spans(store, all_ids, settle=self.target.span_settle, timeout=20, poll=0.1,
+                       until=lambda: not any(p.alive() for p in locusts))
+        self.phase("spans")
         known = {r.run_id for r in store.runs()}
         for side in SIDES:
             missing = [i for i in ids[side] if i not in known]
@@ -374,6 +373,7 @@ class Gate:
                                  self.target.describe("baseline").get("bugs", []))
             store.write_run_meta(merged_b, bmeta)
             baseline = build_baseline(spec, base, run_meta=bmeta, slices=raw_b["run_id"])
+        self.phase("read")
         self.say("checking candidate against baseline")
         gate_info = {
             "gate_id": self.gate_id, "target": self.target.kind,
@@ -382,32 +382,43 @@ class Gate:
             "locust_processes": self.c.locust_processes,
             "duration_s": self.c.duration, "slices": ids,
             "wall_s": round(time.monotonic() - self.t0, 1),
+            # the same dict, filled as the gate goes: the written report has every phase up to
+            # the check; the reports' own time is in the "phases:" line printed at the end
+            "phases": self.phases,
         }
         outcome = judge(spec, cand, baseline=baseline, run_meta=cmeta,
-                        report_dir=self.c.report_dir, extra={"gate": gate_info},
+                        report_dir=None, extra={"gate": gate_info},
                         slices=raw_c["run_id"])
+        self.phase("check")
+        write_reports(outcome.report, self.c.report_dir)
         if not self.c.baseline_file:
             save_baseline(baseline, Path(self.c.report_dir) / "baseline.json")
         self.out(summary_text(outcome.report, self.c.report_dir))
+        self.phase("reports")
         return outcome.code
 
     def run(self) -> int:
         previous = install_signal_handlers()
         try:
-            _preload_check()  # imported now, not in the gap after the load (slow on a busy box)
+            # the check's imports (a second on a busy box) load while processes start
+            preload = _Preload()
             self.spec_path()  # no spec is exit 2 before anything starts
             self.locustfile()  # nor a missing Locust file
+            writable_dir(self.c.report_dir, "--report-dir")  # nor reports that cannot be written
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self.start_collector()
+            self.phase("setup")
+            # everything starts at once: the collector boots while the target starts (the
+            # SUT's database copy and boot), Locust while the target gets ready; until the
+            # target answers, Locust's requests fail fast and belong to no slice, and the
+            # slices wait for spans to flow end to end (`drive`)
+            self.start_collector(wait=False)
             self.target.start(self)
-            if self.target.separate_hosts:
-                # Locust starts while the deployments do (seconds each on a busy box); until
-                # they answer, its requests fail fast and belong to no slice
-                locust = self.start_locust()
-                self.target.ready(self)
-            else:
-                self.target.ready(self)
-                locust = self.start_locust()
+            self.wait_collector()
+            locust = self.start_locust()
+            self.phase("start")
+            self.target.ready(self)
+            preload.join()  # a broken install fails here, before any load is spent
+            self.phase("ready")
             t_start = time.monotonic()
             ids = self.drive(locust)
             per_side = {
@@ -416,14 +427,14 @@ class Gate:
             }
             self.say(f"load done in {time.monotonic() - t_start:.0f} s; stopping locust")
             # no request carries a slice id any more: Locust can stop while we check
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(locust.popen.pid, signal.SIGTERM)
+            locust.terminate()
             try:
                 code = self.check(ids, per_side)
             except SloError:
                 raise
             except Exception as e:  # a bug in the check must not look like a failed build
                 raise GateError(f"the check crashed: {type(e).__name__}: {e}") from e
+            self.say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items()))
             self.say(f"done in {time.monotonic() - self.t0:.0f} s, exit {code}")
             return code
         finally:
@@ -435,22 +446,11 @@ class Gate:
 
         A second Ctrl-C while this runs is ignored: half a clean-up would leave processes.
         """
-        ignored = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):
-                ignored[sig] = signal.signal(sig, signal.SIG_IGN)
-        try:
-            keep = self.c.keep
-            stopping = [p for p in self.procs if not (keep and p.name != "locust")]
-            for p in stopping:
-                p.terminate()
-            deadline = time.monotonic() + 10
-            for p in stopping:
-                p.stop(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(SloError):
-                self.target.stop()
-        finally:
-            restore_signal_handlers(ignored)
+        keep = self.c.keep
+        self.supervisor.stop([p for p in self.procs if not (keep and p.name != "locust")],
+                             timeout=10)
+        with contextlib.suppress(SloError):
+            self.target.stop()
         if keep:
             alive = [p for p in self.procs if p.alive()]
             for p in alive:
@@ -488,11 +488,43 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
 
 
 def _preload_check() -> None:
-    import slo.baseline  # noqa: F401
-    import slo.check  # noqa: F401
-    import slo.report  # noqa: F401
-    import slo.spec  # noqa: F401
-    import slo.store  # noqa: F401
+    import slo.ingest.store  # noqa: F401
+    import slo.judge.baseline  # noqa: F401
+    import slo.judge.check  # noqa: F401
+    import slo.judge.spec  # noqa: F401
+    import slo.report.writers  # noqa: F401
+
+
+class _Preload(threading.Thread):
+    """The check's imports in a thread while the gate starts processes and runs the load;
+    `join()` re-raises what the import raised (a broken install is the gate's error)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="slo-gate-preload", daemon=True)
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            _preload_check()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread by join()
+            self.error = e
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+def writable_dir(path: str, what: str) -> None:
+    """Create `path` (a directory) now and prove it writable, or a GateError naming `what`."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise GateError(f"{what} {path} is not a writable directory ({e.strerror or e}); "
+                        "pick another one") from e
 
 
 def run_gate(config: GateConfig, out: Callable[[str], None] = print) -> int:

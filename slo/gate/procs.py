@@ -1,24 +1,24 @@
-"""Child processes of the gate: each in its own process group, logged, stopped for sure.
+"""What the gate needs around its child processes: its errors, probes, signals.
 
-A deployment command may start a tree (a shell, a server, its workers): stopping the group
-stops all of it, on success, failure, Ctrl-C and SIGTERM.
+Starting, waiting for and stopping the children is `slo.supervisor` (one process group
+each, stopped on success, failure, Ctrl-C and SIGTERM); `Proc` is re-exported from there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from slo.errors import SloError
+from slo.ports import port_open as port_open  # re-exported: slo.gate.core imports it here
+from slo.supervisor import Proc, handle_signals
+
+__all__ = ["GateError", "Interrupted", "Proc", "http_ok", "http_status", "install_signal_handlers",
+           "port_open", "python_cmd", "restore_signal_handlers"]
 
 
 class GateError(SloError):
@@ -27,12 +27,6 @@ class GateError(SloError):
 
 class Interrupted(GateError):
     """SIGTERM/SIGINT arrived: stop everything and leave."""
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
 
 
 def http_ok(url: str) -> bool:
@@ -51,46 +45,6 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-@dataclass
-class Proc:
-    """A child in its own process group, its log file, and how to stop it."""
-
-    name: str
-    popen: subprocess.Popen
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
-
-    def terminate(self) -> None:
-        """SIGTERM the whole group, without waiting."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-
-    def stop(self, timeout: float = 8.0) -> None:
-        """SIGTERM the whole group, then SIGKILL what is left after `timeout`."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # the leader may be gone while its children (gunicorn workers) linger
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(2)
-
-
 def python_cmd(module_main: str) -> list[str]:
     """Run `<module>:main` with this interpreter (no reliance on console scripts on PATH)."""
     module, func = module_main.split(":")
@@ -102,15 +56,12 @@ def _raise_interrupted(signum: int, _frame: Any) -> None:
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}; stopped everything")
 
 
-def install_signal_handlers() -> dict[int, Any]:
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
-            previous[sig] = signal.signal(sig, _raise_interrupted)
-    return previous
+def install_signal_handlers() -> contextlib.ExitStack:
+    """SIGTERM, SIGINT and SIGHUP raise Interrupted until `restore_signal_handlers`."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(handle_signals(_raise_interrupted))
+    return stack
 
 
-def restore_signal_handlers(previous: dict[int, Any]) -> None:
-    for sig, handler in previous.items():
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(sig, handler)
+def restore_signal_handlers(previous: contextlib.ExitStack) -> None:
+    previous.close()

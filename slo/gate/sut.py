@@ -51,6 +51,8 @@ def locustfile_path() -> str:
 class SutTarget(Target):
     kind = "sut"
     separate_hosts = False
+    #: the SUT exports every 200 ms (OTEL_BSP_SCHEDULE_DELAY below): 3 batch delays of quiet
+    span_settle = 0.6
 
     def __init__(self, bugs: list[str], db: str | None = None, cache: str | None = None,
                  workers: int | None = None) -> None:
@@ -81,6 +83,7 @@ class SutTarget(Target):
             db = self.db if "://" in self.db else str(Path(self.db).resolve())
         else:
             db = str(private_sqlite_db(gate.workdir))
+            gate.phase("db copy")  # with the collector's spawn, which it overlaps
         cmd += ["--db", db]
         self.db_url = db
         if self.cache:
@@ -88,13 +91,18 @@ class SutTarget(Target):
         if self.workers:
             cmd += ["--workers", str(self.workers)]
         gate.say(f"starting SUT on :{self.base_port}-{self.base_port + 4}")
-        sut = gate.spawn("sut", cmd, env)
-        gate.wait_until(
-            "SUT",
-            lambda: all(http_ok(f"http://127.0.0.1:{self.base_port + i}/healthz") for i in range(5)),
-            [sut, *gate.procs],
-            timeout=180,  # the first start seeds the shared database
-        )
+        gate.spawn("sut", cmd, env)
+
+    def ready(self, gate: Gate) -> None:
+        """Wait for the five services (Locust starts meanwhile), then bugs off, cache primed."""
+        pending = list(range(5))
+
+        def healthy() -> bool:  # a service that answered once is not asked again
+            pending[:] = [i for i in pending
+                          if not http_ok(f"http://127.0.0.1:{self.base_port + i}/healthz")]
+            return not pending
+
+        gate.wait_until("SUT", healthy, list(gate.procs), timeout=180)
         self.admin_bugs([])
         self.current = []
         self.prime_stock_cache()

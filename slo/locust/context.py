@@ -129,7 +129,7 @@ class ClientTracer:
     def preload(self) -> None:
         """Import the SDK and exporter now, not in the first request (seconds, blocking gevent)."""
         if self.endpoint:
-            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter
             import opentelemetry.sdk.trace.export  # noqa: F401
 
     def _ensure(self) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slo import units
 from slo.errors import SloError
 from slo.pipeline import check_store_run, resolve_spec_path, summary_text
 
@@ -55,7 +56,7 @@ def _table(report: dict[str, Any]) -> str:
 
         from rich.console import Console
 
-        from slo.report import print_report
+        from slo.report.writers import print_report
 
         buf = io.StringIO()
         print_report(report, console=Console(file=buf, width=120, force_terminal=False))
@@ -75,30 +76,14 @@ def rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "objective": r.get("objective"),
                 "kind": r.get("kind", "objective"),
                 "status": r.get("status"),
-                "observed": _fmt(r.get("observed"), r.get("unit")),
-                "budget": _fmt(r.get("budget"), r.get("unit")),
+                "observed": units.value(r.get("observed"), r.get("unit")),
+                "budget": units.value(r.get("budget"), r.get("unit")),
                 "samples": r.get("samples", 0),
                 "explanation": r.get("explanation", ""),
                 "trace_id": r.get("trace_id") or "",
             }
         )
     return rows
-
-
-def _fmt(value: Any, unit: str | None) -> str:
-    if value is None:
-        return "-"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if unit == "ratio":
-        return f"{v * 100:.1f}%"
-    if unit == "ms":
-        return f"{v:.1f} ms"
-    if unit == "count":
-        return f"{v:g}"
-    return f"{v:g}"
 
 
 def evaluate_window(
@@ -109,8 +94,8 @@ def evaluate_window(
     A window (not the whole run) so a bug switched on shows within seconds, and switching it
     off clears it again. No spans yet is a message, not an error.
     """
-    from slo.check import run_check
-    from slo.store import SpanStore
+    from slo.ingest.store import SpanStore
+    from slo.judge.check import run_check
 
     store = SpanStore(Path(store_path))
     try:

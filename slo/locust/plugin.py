@@ -214,7 +214,7 @@ def _on_test_stop(environment: Any, **_kw: Any) -> None:
 def _validate_spec(environment: Any) -> None:
     """A bad spec stops Locust before any load is sent (exit 2), not after the test."""
     from slo.errors import SloError
-    from slo.spec import load_spec
+    from slo.judge.spec import load_spec
 
     path = live.resolve_spec_path(_opt(environment, "slo_spec", ""))
     try:
@@ -288,7 +288,7 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
 
 def _write_meta(environment: Any, run_id: str, meta: dict[str, Any]) -> None:
     try:
-        from slo.store import SpanStore
+        from slo.ingest.store import SpanStore
 
         SpanStore(Path(_opt(environment, "slo_store", ".slo/store"))).write_run_meta(run_id, meta)
     except Exception as e:  # noqa: BLE001 - metadata is a nicety; never fail the run for it

@@ -114,7 +114,7 @@ def install(environment: Any, state: dict[str, Any]) -> None:
                 f"<p>trace {html.escape(trace_id)} is no longer in the live window</p>",
                 status=404, mimetype="text/html",
             )
-        from slo.html_report import render_trace_html
+        from slo.report.html import render_trace_html
 
         page_html = render_trace_html(
             t, baseline=live_state.baselines.get(trace_id), title=f"Worst trace {trace_id}"
@@ -203,7 +203,7 @@ def _evaluator(environment: Any, state: dict[str, Any], live_state: LiveState) -
         opts = environment.parsed_options
         if spec is None and not spec_error:
             try:
-                from slo.spec import load_spec
+                from slo.judge.spec import load_spec
 
                 spec = load_spec(live.resolve_spec_path(getattr(opts, "slo_spec", "")))
             except Exception as e:  # noqa: BLE001 - shown in the tab, never crashes Locust

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from slo.ports import free_port, free_port_range
+from slo.supervisor import Proc, Supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -58,36 +57,6 @@ def pg_url(schema: str) -> str:
     return f"{PG_BASE}?options=-csearch_path%3D{schema}"
 
 
-class Proc:
-    def __init__(self, name: str, popen: subprocess.Popen, log: Path) -> None:
-        self.name, self.popen, self.log = name, popen, log
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
-
-
 class HostStack:
     """The compose services as local processes; see the module docstring."""
 
@@ -96,7 +65,8 @@ class HostStack:
         self.doc = compose.load_compose()
         self.services: dict[str, dict[str, Any]] = self.doc["services"]
         self.db_url, self.cache_url = db_url, cache_url
-        self.procs: list[Proc] = []
+        # failures are test failures; 40 lines of log say why
+        self.supervisor = Supervisor(workdir, error=AssertionError, tail_lines=40)
         self.sut_base = free_port_range(len(SUT_SERVICES))
         self.ports: dict[tuple[str, int], int] = {}
         for name, svc in self.services.items():
@@ -200,58 +170,41 @@ class HostStack:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(compose.PREFIXES)}
         full_env.update(env)
         full_env.update(extra_env or {})
-        label = label or name
-        log = self.workdir / f"{label}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "wb") as fh:
-            popen = subprocess.Popen(argv or cmd, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        proc = Proc(label, popen, log)
-        self.procs.append(proc)
-        return proc
+        return self.supervisor.spawn(label or name, argv or cmd, full_env, cwd=ROOT)
 
     def start_jaeger_standin(self) -> Proc:
         """A second collector where Jaeger's OTLP/HTTP port would be."""
         port = self.ports[("jaeger", 4318)]
         argv = [str(BIN / "slo"), "collect", "--store", str(self.workdir / "jaeger-store"),
                 "--port", str(port), "--grpc-port", "-1"]
-        log = self.workdir / "jaeger-standin.log"
-        with open(log, "wb") as fh:
-            popen = subprocess.Popen(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        proc = Proc("jaeger-standin", popen, log)
-        self.procs.append(proc)
+        proc = self.supervisor.spawn("jaeger-standin", argv, cwd=ROOT)
         self.wait_port(proc, port)
         return proc
 
     def wait_port(self, proc: Proc, port: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                raise AssertionError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+        def listening() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return
+                return True
             except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"{proc.name} not listening on {port} after {timeout} s:\n{proc.tail()}")
+                return False
+
+        self.supervisor.wait_until(f"{proc.name} on port {port}", listening, [proc], timeout)
 
     def wait_healthy(self, procs: dict[str, Proc], timeout: float = 120) -> None:
         """Until each service's own compose healthcheck passes."""
         pending = dict(procs)
-        deadline = time.monotonic() + timeout
-        while pending:
-            for name, proc in list(pending.items()):
-                if not proc.alive():
-                    raise AssertionError(f"{name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+
+        def all_healthy() -> bool:
+            for name in list(pending):
                 check = self.healthcheck(name)
                 assert check, f"{name} has no python healthcheck to run"
                 if subprocess.run(check, capture_output=True, timeout=10).returncode == 0:
                     del pending[name]
-            if pending and time.monotonic() > deadline:
-                tails = "\n".join(f"--- {n}\n{p.tail()}" for n, p in pending.items())
-                raise AssertionError(f"not healthy after {timeout} s: {list(pending)}\n{tails}")
-            time.sleep(0.3)
+            return not pending
+
+        self.supervisor.wait_until(lambda: f"healthy {list(pending)}", all_healthy,
+                                   procs.values(), timeout, interval=0.3)
 
     def start_core(self) -> None:
         """Jaeger stand-in, collector and the five SUT services, healthy."""
@@ -259,6 +212,10 @@ class HostStack:
         self.wait_healthy({"collector": self.start("collector")})
         self.wait_healthy({n: self.start(n, extra_env={"SUT_WORKERS": "1"}) for n in SUT_SERVICES})
 
+    @property
+    def procs(self) -> list[Proc]:
+        return self.supervisor.procs
+
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
+        """Every group: SIGTERM, then SIGKILL what lingers (grandchildren included)."""
+        self.supervisor.stop()

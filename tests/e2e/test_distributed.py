@@ -114,7 +114,7 @@ def test_master_workers_and_processes_on_the_compose_commands(tmp_path: Path) ->
         assert any(r["slo"] == "product-list" and r["objective"] == "repeated_queries" for r in failed), failed
         assert any(f["detector"] == "n_plus_one" and f["service"] == "product-service"
                    for f in report["findings"]), report["findings"]
-        from slo.store import SpanStore
+        from slo.ingest.store import SpanStore
 
         # A master runs no users: every request it counted came from the workers' reports.
         meta = SpanStore(store).read_run_meta(report["run_id"])

@@ -15,13 +15,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+
+from slo.ports import port_open
 
 pytestmark = pytest.mark.e2e
 
@@ -102,9 +103,7 @@ def _no_leftovers(out: str) -> None:
     assert collector and sut, out
     ports = [int(collector.group(1)), *range(int(sut.group(1)), int(sut.group(2)) + 1)]
     for port in ports:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after the gate"
+        assert not port_open(port, timeout=0.5), f"port {port} still open after the gate"
 
 
 def _failing(report: dict) -> list[dict]:
@@ -183,5 +182,7 @@ def test_gate_with_several_locust_processes(tmp_path: Path) -> None:
     assert "db_queries_regression" in product_list, _failing(report)
     baseline = [r for r in report["results"]
                 if r["slo"] == "product-list" and r["objective"] == "db_queries_regression"][0]
-    assert baseline["baseline"] <= 2 and baseline["samples"] > 0, baseline
+    # the baseline side ran without the bug: its mean count per request (2 without the bug, 21
+    # with it) stays far below the candidate's, even if a request or two straddles a switch
+    assert baseline["samples"] > 0 and baseline["baseline"] < baseline["observed"] / 3, baseline
     _no_leftovers(done.stdout)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from slo.html_report import render_html, render_trace_html
+from slo.report.html import render_html, render_trace_html
 
 pytestmark = pytest.mark.e2e
 

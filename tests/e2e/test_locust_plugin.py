@@ -89,7 +89,7 @@ def test_headless_pass_exit_0_with_run_meta(stack: Gate, tmp_path: Path, spec: s
     report = json.loads((tmp_path / "reports" / "slo-report.json").read_text())
     assert report["verdict"] == "pass" and report["run_id"] == "plugin-pass"
     assert "SLO verdict: PASS" in proc.stdout
-    from slo.store import SpanStore
+    from slo.ingest.store import SpanStore
 
     meta = SpanStore(stack.store_path).read_run_meta("plugin-pass")
     assert meta and meta["requests"] > 0 and meta["users"] == 6

@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from slo.spans import STATUS_ERROR, STATUS_UNSET, make_row, table_from_rows
+from slo.ingest.spans import STATUS_ERROR, STATUS_UNSET, make_row, table_from_rows
 
 BUGS = ("missing_index", "n_plus_one", "cache_bypass", "slow_downstream", "serial_fanout",
         "error_burst", "broken_propagation")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from spangen import ORDER, PRODUCTS, STOCK, generate
 
-from slo.baseline import build_baseline, load_baseline, save_baseline
-from slo.check import run_check
 from slo.errors import BaselineError
-from slo.spec import parse_spec
+from slo.judge.baseline import build_baseline, load_baseline, save_baseline
+from slo.judge.check import run_check
+from slo.judge.spec import parse_spec
 
 SPEC = parse_spec(f"""\
 version: 1

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from spangen import BATCH, DISCOUNTS, ORDER, PRODUCTS, STOCK, USER, generate, generate_rows
 
-from slo.check import run_check
-from slo.spans import make_row, table_from_rows
-from slo.spec import parse_spec
-from slo.tree import RunIndex
+from slo.ingest.spans import make_row, table_from_rows
+from slo.judge.check import run_check
+from slo.judge.spec import parse_spec
+from slo.judge.tree import RunIndex
 
 SPEC = f"""\
 version: 1

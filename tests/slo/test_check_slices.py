@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from spangen import ORDER, PRODUCTS, STOCK, generate
 
-from slo.baseline import build_baseline
-from slo.check import run_check
-from slo.report import to_markdown
-from slo.spec import parse_spec
+from slo.judge.baseline import build_baseline
+from slo.judge.check import run_check
+from slo.judge.spec import parse_spec
+from slo.report.writers import to_markdown
 
 SPEC = parse_spec(f"""\
 version: 1

@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slo.spans import make_row, table_from_rows
-from slo.sqlnorm import normalize
-from slo.tree import RunIndex
+from slo.ingest.spans import make_row, table_from_rows
+from slo.judge.sqlnorm import normalize
+from slo.judge.tree import RunIndex
 
 STATEMENTS = ["SELECT a FROM t WHERE id = 1", "SELECT a FROM t WHERE id = 2",
               "INSERT INTO t VALUES (1)", ""]

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from spangen import ORDER, PRODUCTS, generate, generate_rows, to_otlp_json
 
-from slo.baseline import load_baseline
 from slo.cli import main
-from slo.store import StoreWriter
+from slo.ingest.store import StoreWriter
+from slo.judge.baseline import load_baseline
 
 SLO = str(Path(sys.executable).with_name("slo"))
 T0 = 1_767_225_600_000_000_000
@@ -163,7 +163,7 @@ class _FakeJaeger(http.server.BaseHTTPRequestHandler):
 
     body: bytes = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's name
         path = self.path.split("?")[0]
         if path == "/api/v3/services":
             data = json.dumps({"services": ["order-service"]}).encode()

@@ -37,9 +37,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from slo.cli import main as slo_main
-from slo.collector import CollectorConfig, start
 from slo.errors import SourceError
-from slo.store import SpanStore
+from slo.ingest.collector import CollectorConfig, start
+from slo.ingest.store import SpanStore
+from slo.ports import free_port
 
 LISTENING = re.compile(r"listening: OTLP/HTTP http://[^:]+:(\d+)/v1/traces, OTLP/gRPC [^:]+:(\d+)")
 PROTO = {"Content-Type": "application/x-protobuf"}
@@ -53,8 +54,9 @@ class Collector:
         self.store = store
         cmd = [sys.executable, "-c", "from slo.cli import main; main()", "collect",
                "--store", str(store), "--port", "0", "--grpc-port", "0", *args]
-        self.stderr = open(f"{store}.stderr", "ab")  # a file: a full pipe would block it
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        # A file, not a pipe (a full pipe would block it); the child keeps its own descriptor.
+        with open(f"{store}.stderr", "ab") as stderr:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
                          daemon=True).start()
@@ -75,10 +77,7 @@ class Collector:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(30)
-        finally:
-            self.stderr.close()
+        return self.proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -351,10 +350,7 @@ def test_token_required_on_both_protocols_and_forwarding(tmp_path):
 
 
 def test_forward_target_down_then_back_gets_everything(tmp_path):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nobody listens there yet
+    port = free_port()  # nobody listens there yet
     run = start(CollectorConfig(store=str(tmp_path / "a"), port=0, grpc_port=-1,
                                 forward=f"http://127.0.0.1:{port}/"))
     url = f"http://127.0.0.1:{run.http_port}/v1/traces"
@@ -419,7 +415,6 @@ def test_kill_9_mid_stream_loses_no_acknowledged_span(tmp_path):
     assert -1 not in seen, "the reader saw a span twice"
     assert seen == sorted(seen) and seen[-1] > 0, "the reader saw spans vanish or none at all"
     c.proc.wait(10)
-    c.stderr.close()
     want = acked[0] | acked[1]
     c2 = Collector(tmp_path, "--run-id", "k9")  # restart replays the WAL
     try:

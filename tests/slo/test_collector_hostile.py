@@ -19,8 +19,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace.export import SpanExportResult
 from test_collector import JSON, PROTO, _spans, _wait_for
 
-from slo.collector import CollectorConfig, start
-from slo.store import SpanStore
+from slo.ingest.collector import CollectorConfig, start
+from slo.ingest.store import SpanStore
 
 HEAD = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
         b"Content-Length: 100000\r\n\r\n")

@@ -9,13 +9,13 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from spangen import ORDER, generate_rows
 
-from slo import otlp
-from slo.check import run_check
-from slo.completeness import assess, sentence
-from slo.report import print_report, write_reports
-from slo.spans import TRACESTATE_ATTR, table_from_rows
-from slo.spec import parse_spec
-from slo.tree import RunIndex
+from slo.ingest import otlp
+from slo.ingest.spans import TRACESTATE_ATTR, table_from_rows
+from slo.judge.check import run_check
+from slo.judge.completeness import assess, sentence
+from slo.judge.spec import parse_spec
+from slo.judge.tree import RunIndex
+from slo.report.writers import print_report, write_reports
 
 SPEC = parse_spec(f"""
 version: 1

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slo.critical_path import critical_path, self_times
+from slo.judge.critical_path import critical_path, self_times
 
 
 def sp(sid, parent, start, dur, service="svc", name=None):
@@ -101,7 +101,7 @@ def test_self_times_never_exceed_the_trace_and_cover_the_main_root(raw):
 
 
 def test_exclusive_times_are_own_time_whether_critical_or_not():
-    from slo.critical_path import exclusive_segments, exclusive_times, union_ms
+    from slo.judge.critical_path import exclusive_segments, exclusive_times, union_ms
 
     t = tr(sp("root", "", 0, 100), sp("fast", "root", 10, 20), sp("slow", "root", 15, 80),
            sp("q", "fast", 12, 5))

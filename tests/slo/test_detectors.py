@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from slo.detectors import DEFAULTS, find_sensitive, luhn_ok, run_detectors
-from slo.spans import make_row, table_from_rows
+from slo.ingest.spans import make_row, table_from_rows
+from slo.judge.detectors import DEFAULTS, find_sensitive, luhn_ok, run_detectors
 
 MS = 1_000_000
 T0 = 1_764_000_000 * 1_000_000_000
@@ -347,7 +347,7 @@ def test_defaults_shape():
 def test_options_not_from_the_spec_are_a_programming_error(config):
     """The spec validates options (with file:line, tests/slo/test_spec.py); names it cannot
     have produced mean a caller skipped it."""
-    with pytest.raises(ValueError, match="slo.spec.parse_spec"):
+    with pytest.raises(ValueError, match="slo.judge.spec.parse_spec"):
         run_detectors(table(order(True)), config)
 
 
@@ -394,7 +394,7 @@ def test_serial_fanout_names_a_callee_without_child_span_by_its_port():
 def test_nulls_in_optional_columns_do_not_break_detection():
     import pyarrow as pa
 
-    from slo.spans import SCHEMA
+    from slo.ingest.spans import SCHEMA
 
     traces = [product_list(6, offset=i * 50) for i in range(2)]
     t = table(*traces)

@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from slo.explain import attribute_latency, culprit, describe, explain_counts, group_of, profile
+from slo.judge.explain import (
+    attribute_latency,
+    culprit,
+    describe,
+    explain_counts,
+    group_of,
+    profile,
+)
 
 
 def sp(sid, parent, service, name, start, dur, sql=None):
@@ -137,4 +144,4 @@ def test_statement_that_now_runs_more_often_and_slower_is_described_per_run():
 def test_describe_accepts_contributions_without_span_fields():
     item = {"service": "s", "span": "GET /x", "statement": None, "baseline_ms": 1.0,
             "candidate_ms": 9.0, "share": 0.8}
-    assert describe([item]) == "s `GET /x`: p50 1.0 ms -> 9.0 ms, about 80% of the added time."
+    assert describe([item]) == "s `GET /x`: p50 1.00 ms -> 9.00 ms, about 80% of the added time."

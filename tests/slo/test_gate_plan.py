@@ -17,7 +17,8 @@ from slo.gate import (
     summary_text,
     wait_for_spans,
 )
-from slo.spec import load_spec
+from slo.judge.spec import load_spec
+from slo.ports import check_bindable
 
 
 def test_slices_interleave_abba_with_equal_counts() -> None:
@@ -66,25 +67,52 @@ class _Store:
         return [_Run("a", n), _Run("other", 999)]
 
 
-def test_wait_for_spans_returns_once_stable() -> None:
-    clock = {"t": 0.0}
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """A fake monotonic clock that `sleep` (below) advances: waiting tests take no time."""
+    import slo.gate as gate
 
+    now = {"t": 0.0}
+    monkeypatch.setattr(gate.time, "monotonic", lambda: now["t"])
+    return now
+
+
+def test_wait_for_spans_returns_once_stable(clock: dict[str, float]) -> None:
     def sleep(s: float) -> None:
         clock["t"] += s
 
-    import slo.gate as gate
+    store = _Store([0, 10, 20, 30, 30, 30, 30, 30, 30, 30], fail_first=1)
+    assert wait_for_spans(store, ["a"], settle=1.0, poll=0.25, sleep=sleep) == 30
+    store = _Store([5] * 1000)
+    # fewer spans than expected: waits at least max(settle, 5 s), not forever
+    assert wait_for_spans(store, ["a"], expected_roots=50, settle=1.0, poll=0.25,
+                          timeout=30, sleep=sleep) == 5
 
-    real = gate.time.monotonic
-    gate.time.monotonic = lambda: clock["t"]  # type: ignore[assignment]
-    try:
-        store = _Store([0, 10, 20, 30, 30, 30, 30, 30, 30, 30], fail_first=1)
-        assert wait_for_spans(store, ["a"], settle=1.0, poll=0.25, sleep=sleep) == 30
-        store = _Store([5] * 1000)
-        # fewer spans than expected: waits at least max(settle, 5 s), not forever
-        assert wait_for_spans(store, ["a"], expected_roots=50, settle=1.0, poll=0.25,
-                              timeout=30, sleep=sleep) == 5
-    finally:
-        gate.time.monotonic = real  # type: ignore[assignment]
+
+def test_wait_for_spans_waits_for_until_and_overlaps_the_settling(
+        clock: dict[str, float]) -> None:
+    """The gate waits for Locust's exit (its last client spans); the quiet time runs meanwhile."""
+    def sleep(s: float) -> None:
+        clock["t"] += s
+
+    store = _Store([10, 20, 30])
+    exited_at = 3.0
+    got = wait_for_spans(store, ["a"], settle=0.5, poll=0.1, sleep=sleep,
+                         until=lambda: clock["t"] >= exited_at)
+    assert got == 30
+    # stable long before the exit: returns at the exit, not a settle later
+    assert exited_at <= clock["t"] < exited_at + 0.15
+    # the span count seen after the exit still has to be quiet for `settle`
+    clock["t"] = 0.0
+    store = _Store([10] * 30 + [40] * 1000)  # the exit's flush lands at ~3 s
+    assert wait_for_spans(store, ["a"], settle=0.5, poll=0.1, sleep=sleep,
+                          until=lambda: clock["t"] >= exited_at) == 40
+    assert clock["t"] >= exited_at + 0.5
+    # never true: the timeout still ends the wait
+    clock["t"] = 0.0
+    assert wait_for_spans(_Store([7]), ["a"], settle=0.5, poll=0.1, timeout=2.0,
+                          sleep=sleep, until=lambda: False) == 7
+    assert 2.0 <= clock["t"] < 2.2
 
 
 def test_summary_names_failures_and_findings() -> None:
@@ -107,16 +135,7 @@ def test_summary_names_failures_and_findings() -> None:
 
 
 def test_free_port_range_is_bindable() -> None:
-    import socket
-
     base = free_port_range(5)
-    socks = []
-    try:
-        for p in range(base, base + 5):
-            s = socket.socket()
-            socks.append(s)
-            s.bind(("127.0.0.1", p))
-    finally:
-        for s in socks:
-            s.close()
+    for p in range(base, base + 5):
+        check_bindable(p)
     assert os.environ is not None

@@ -17,7 +17,7 @@ import report_fixture as rf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slo.html_report import render_html, render_trace_html, service_colors
+from slo.report.html import render_html, render_trace_html, service_colors
 
 VOID = {"meta", "br", "img", "input", "link", "hr", "col", "area", "base", "wbr", "source"}
 

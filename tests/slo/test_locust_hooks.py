@@ -43,7 +43,7 @@ def _server() -> tuple[ThreadingHTTPServer, list[dict[str, str]]]:
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
             self.send_response(200)
             self.send_header("Content-Length", "2")

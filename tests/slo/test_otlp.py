@@ -13,9 +13,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from slo import otlp
 from slo.errors import PayloadError
-from slo.spans import SCHEMA
+from slo.ingest import otlp
+from slo.ingest.spans import SCHEMA
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -8,8 +8,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
-from slo import otlp
 from slo.errors import PayloadError
+from slo.ingest import otlp
 
 TID, SID = "0102030405060708090a0b0c0d0e0f10", "a1a2a3a4a5a6a7a8"
 

@@ -167,7 +167,7 @@ import sys, threading
 
 def test_plain(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("slo")  # loaded through pytest11
-    heavy = [m for m in ("slo.collector", "pyarrow", "locust", "slo.check") if m in sys.modules]
+    heavy = [m for m in ("slo.ingest.collector", "pyarrow", "locust", "slo.judge.check") if m in sys.modules]
     assert heavy == []
     assert not [t for t in threading.enumerate() if t.name.startswith("otlp")]
 ''')

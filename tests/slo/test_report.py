@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 from spangen import ORDER, PRODUCTS, generate
 
-from slo.baseline import build_baseline
-from slo.check import run_check
-from slo.report import print_report, to_junit, to_markdown, write_reports
-from slo.spec import parse_spec
+from slo.judge.baseline import build_baseline
+from slo.judge.check import run_check
+from slo.judge.spec import parse_spec
+from slo.report.writers import print_report, to_junit, to_markdown, write_reports
 
 SPEC = parse_spec(f"""\
 version: 1

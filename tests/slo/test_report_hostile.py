@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from slo.report import to_junit, to_markdown
+from slo.report.writers import to_junit, to_markdown
 
 _TOKENS = ["<img src=x onerror=alert(1)>", "[x](https://example.invalid)", "![i](http://x/y.png)",
            "<https://a.example>", "`", "``", "```", "~~~", "|", "||", "\n", "\n\n", "\r", "\x00",
@@ -125,7 +125,7 @@ def test_known_attacks_are_inert():
 def test_terminal_view_shows_rich_markup_in_names_as_text():
     from rich.console import Console
 
-    from slo.report import print_report
+    from slo.report.writers import print_report
 
     console = Console(record=True, width=160)
     name = "[bold red]x[/] [link=https://example.invalid]y[/link]"

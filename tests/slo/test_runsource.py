@@ -9,11 +9,11 @@ import json
 import pyarrow.compute as pc
 from spangen import generate
 
-from slo.baseline import build_baseline
-from slo.check import CORE_COLUMNS, run_check
+from slo.ingest.store import SpanStore, StoreWriter
+from slo.judge.baseline import build_baseline
+from slo.judge.check import CORE_COLUMNS, run_check
+from slo.judge.spec import parse_spec
 from slo.pipeline import read_for_check
-from slo.spec import parse_spec
-from slo.store import SpanStore, StoreWriter
 
 T0 = 1_767_225_600_000_000_000
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from slo.check import run_check
-from slo.report import write_reports
-from slo.sarif import to_sarif
-from slo.spans import make_row, table_from_rows
-from slo.spec import load_spec
+from slo.ingest.spans import make_row, table_from_rows
+from slo.judge.check import run_check
+from slo.judge.spec import load_spec
+from slo.report.sarif import to_sarif
+from slo.report.writers import write_reports
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "sarif-schema-2.1.0.json")
                     .read_text())

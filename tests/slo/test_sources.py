@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from slo import sources
 from slo.errors import SourceError
-from slo.sources import read_jaeger, read_otlp_files
-from slo.spans import SCHEMA
+from slo.ingest import sources
+from slo.ingest.sources import read_jaeger, read_otlp_files
+from slo.ingest.spans import SCHEMA
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OTLP = FIXTURES / "otlp-proto-example-trace.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slo.errors import SpecError
-from slo.spec import load_spec, parse_duration_ms, parse_percent, parse_spec
+from slo.judge.spec import load_spec, parse_duration_ms, parse_percent, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

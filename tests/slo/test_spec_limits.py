@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from slo.cli import main as slo_main
 from slo.errors import SpecError
-from slo.spec import MAX_SLOS, MAX_SPEC_BYTES, load_spec, parse_spec
+from slo.judge.spec import MAX_SLOS, MAX_SPEC_BYTES, load_spec, parse_spec
 
 SLO = "  - {{name: s{i}, select: {{service: a, span: b}}, objectives: {{latency_p95: 1s}}}}\n"
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from slo.sqlnorm import normalize, short
+from slo.judge.sqlnorm import normalize, short
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from slo.errors import SourceError
-from slo.spans import SCHEMA, make_row, table_from_rows
-from slo.store import SpanStore, StoreWriter
+from slo.ingest.spans import SCHEMA, make_row, table_from_rows
+from slo.ingest.store import SpanStore, StoreWriter
 
 
 def _table(run_id, n, start=0, trace_every=10, tag="a"):

@@ -59,3 +59,13 @@ def test_budget_of_a_regression_is_an_allowed_increase_in_the_same_words_everywh
     assert units.budget(cnt) == "+0"
     assert units.budget({"kind": "objective", "unit": "ms", "budget": 400}) == "400 ms"
     assert units.budget({"kind": "objective", "unit": "ratio", "budget": 0.01}) == "1.00%"
+
+
+def test_result_change_reads_like_the_issue() -> None:
+    x = {"stat": "p90", "change": 8.83, "ci_low": 6.1, "ci_high": 11.0, "confidence": 0.99}
+    assert units.result_change(x, "ms") == "p90 +883% [+610%, +1,100%], 99%"
+    assert units.result_change({"change": 1.0, "ci_low": 0.98, "ci_high": 1.02,
+                                "confidence": 0.9996}, "count") == "+1.00 [+0.98, +1.02], 99.96%"
+    assert units.result_change({"stat": "p50", "change": 0.04}, "ms") == "p50 +4.0%"
+    assert units.result_change({"change": 0.005, "ci_low": 0.001, "ci_high": 0.009,
+                                "confidence": 0.99}, "ratio") == "+0.5 pts [+0.1 pts, +0.9 pts], 99%"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slo.waterfall_text import render
+from slo.report.text import render
 
 
 def sp(sid, parent, service, name, start, dur, sql=None, status="unset"):

@@ -1,14 +1,14 @@
 """`n_plus_one_http` in the real services: the order history asks product-service for each
 product with its own call, and the `n_plus_one_http` detector names the route, the calls and
-their total time. Spans go through the OTLP protobuf encoder and `slo.otlp` like the
+their total time. Spans go through the OTLP protobuf encoder and `slo.ingest.otlp` like the
 collector's, so the detector sees what it would see in a run."""
 
 from __future__ import annotations
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from slo import otlp
-from slo.detectors import run_detectors
+from slo.ingest import otlp
+from slo.judge.detectors import run_detectors
 
 ROUTE = "GET /products/<int:product_id>"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sut_helpers import SutProcess, free_base_port, http
 
-from slo.check import run_check
-from slo.collector import CollectorConfig, start
-from slo.report import to_markdown
-from slo.spec import parse_spec
-from slo.store import SpanStore
+from slo.ingest.collector import CollectorConfig, start
+from slo.ingest.store import SpanStore
+from slo.judge.check import run_check
+from slo.judge.spec import parse_spec
+from slo.report.writers import to_markdown
 
 SPEC = parse_spec("""
 version: 1
@@ -54,7 +54,7 @@ def test_head_sampled_run_is_said(seeded_db: Path, tmp_path: Path) -> None:
         "sample (or drop) whole traces"]
     md = to_markdown(report)
     print(md.split("### Findings")[0])
-    from slo.report import print_report
+    from slo.report.writers import print_report
     print_report(report)
     assert f"Traces: {c['traces']} of {c['traces']} traces complete. Sampled run: the load " \
            f"sent {REQUESTS} requests" in md

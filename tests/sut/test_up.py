@@ -11,6 +11,7 @@ import pytest
 from sut_helpers import SutProcess, free_base_port, http, run_sut
 from sut_otlp import Receiver
 
+from slo.ports import port_open
 from sut import SERVICES
 
 FIVE = set(SERVICES)
@@ -148,8 +149,7 @@ def test_serve_runs_one_service(seeded_db, tmp_path) -> None:  # type: ignore[no
 
 
 def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    return port_open(port)
 
 
 def test_restart_on_the_same_ports(seeded_db, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,543 @@
+"""The span store: one writer (the collector), any number of readers, nothing lost.
+
+Layout under the store directory:
+
+    wal/seg-<n>.arrows            Arrow IPC streams, appended to before the collector answers 200
+    runs/run=<id>/seg-<n>.parquet one Parquet file per run and compacted WAL segment (zstd)
+    meta/run=<id>.json            run metadata written by the load generator ({"version": 1, ...})
+
+Why this shape: a write-ahead segment is appended with plain `write(2)` calls, so a span is
+in the kernel's page cache (and survives `kill -9` of the collector) before its request is
+answered, and readers see it at once. Segments are rotated (by size, when the stream goes
+idle, at a clean stop) and compacted into per-run Parquet that DuckDB, Trino or Spark read
+as they are. Compaction writes Parquet with atomic renames and deletes the segment last; a
+reader uses a segment's WAL file while it exists and its Parquet files otherwise, so a
+concurrent compaction never shows a span twice or not at all, and a crash mid-compaction is
+repaired by compacting again (same file names, same content).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from slo.errors import SourceError
+from slo.ingest.spans import SCHEMA
+
+if TYPE_CHECKING:
+    from slo.ingest.runsource import RunSource
+
+_SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
+_RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
+#: the run of spans that carry no run id (the collector's default `--run-id`)
+UNLABELLED = ""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run in the store: how many spans and traces, and the time its spans cover."""
+
+    run_id: str
+    spans: int
+    traces: int
+    start_ns: int
+    end_ns: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_dir_name(run_id: str) -> str:
+    """A file-system-safe, reversible-enough directory name for a run id (the column is truth)."""
+    q = urllib.parse.quote(run_id, safe="")
+    if len(q) > 150:
+        q = q[:100] + "~" + hashlib.sha1(run_id.encode()).hexdigest()
+    return "run=" + q
+
+
+def _seg_number(path: Path) -> int | None:
+    m = _SEG.search(path.name)
+    return int(m.group(1)) if m else None
+
+
+def iter_segment(path: Path) -> Iterator[pa.RecordBatch]:
+    """Every complete record batch of a WAL segment, streamed; a torn tail (crash mid-write)
+    ends the stream. Raises FileNotFoundError if the segment is gone (compacted meanwhile)."""
+    with pa.OSFile(str(path), "rb") as f:
+        try:
+            reader = ipc.open_stream(f)
+            while True:
+                try:
+                    yield reader.read_next_batch()
+                except StopIteration:
+                    return
+        except (pa.ArrowException, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            return  # empty file, torn schema or torn last batch: keep what is complete
+
+
+def read_segment(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A WAL segment as a table (see `iter_segment`)."""
+    if not path.exists():
+        raise FileNotFoundError(path)
+    batches = [b.select(columns) if columns else b for b in iter_segment(path)]
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+class SpanStore:
+    """Reader side of the store. Never locks; safe while a collector is writing."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.wal_dir = self.path / "wal"
+        self.runs_dir = self.path / "runs"
+        self.meta_dir = self.path / "meta"
+
+    # ------------------------------------------------------------------ reading
+
+    def _check_exists(self) -> None:
+        if not self.path.is_dir():
+            raise SourceError(
+                f"no span store at {self.path} (start `slo collect --store {self.path}` "
+                "or pass --traces/--jaeger)"
+            )
+
+    def _load(self, run_ids: set[str] | None, columns: list[str] | None) -> pa.Table:
+        """Spans of the given runs (None: all) from Parquet and live WAL segments, no duplicates."""
+        for _attempt in range(20):
+            wal = sorted(self.wal_dir.glob("seg-*.arrows")) if self.wal_dir.is_dir() else []
+            wal_segs = {_seg_number(p) for p in wal}
+            if run_ids is None:
+                dirs = [d for d in self.runs_dir.glob("run=*")] if self.runs_dir.is_dir() else []
+            else:
+                dirs = [self.runs_dir / run_dir_name(r) for r in run_ids]
+            parquet = [
+                p
+                for d in dirs
+                if d.is_dir()
+                for p in sorted(d.glob("seg-*.parquet"))
+                if _seg_number(p) not in wal_segs
+            ]
+            tables = []
+            try:
+                for p in wal:
+                    t = read_segment(p, columns)
+                    if run_ids is not None and t.num_rows:
+                        t = t.filter(pc.is_in(t["run_id"], pa.array(sorted(run_ids), pa.string())))
+                    tables.append(t)
+            except FileNotFoundError:
+                continue  # compacted while we listed: its Parquet is complete now, list again
+            try:
+                for p in parquet:
+                    # One thread per file: Arrow's column threads cost more CPU than they
+                    # save on a small, shared box (1M spans: 0.6 s CPU instead of 1.2-1.8 s)
+                    tables.append(pq.read_table(p, columns=columns, schema=SCHEMA,
+                                                use_threads=False))
+            except FileNotFoundError:
+                continue
+            except (pa.ArrowException, OSError) as e:
+                raise SourceError(f"unreadable span store file {p}: {e}") from None
+            schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+            if not tables:
+                return schema.empty_table()
+            return pa.concat_tables([t.cast(schema) for t in tables])
+        raise SourceError(f"span store {self.path} kept changing while being read; try again")
+
+    def runs(self) -> list[RunInfo]:
+        """Every run with span and trace counts and time range, oldest first."""
+        self._check_exists()
+        t = self._load(None, _RUN_STAT_COLUMNS)
+        if not t.num_rows:
+            return []
+        g = t.group_by("run_id").aggregate(
+            [
+                ("run_id", "count"),
+                ("trace_id", "count_distinct"),
+                ("start_ns", "min"),
+                ("end_ns", "max"),
+            ]
+        )
+        out = [
+            RunInfo(r["run_id"], r["run_id_count"], r["trace_id_count_distinct"],
+                    r["start_ns_min"], r["end_ns_max"])
+            for r in g.to_pylist()
+        ]
+        return sorted(out, key=lambda r: (r.end_ns, r.run_id))
+
+    def latest_run_id(self) -> str | None:
+        """The run whose spans end last; a named run wins over spans without a run id."""
+        runs = self.runs()
+        named = [r for r in runs if r.run_id]
+        pick = named or runs
+        return pick[-1].run_id if pick else None
+
+    def read(
+        self,
+        run_ids: str | list[str] | None = None,
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        adopt: bool = True,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """Spans of the runs (None: the latest run) that start inside [start_ns, end_ns).
+
+        `adopt`: spans without a run id (services that copy no baggage, e.g. zero-code
+        auto-instrumentation) join the run of their trace; see `_adopt_unlabelled`.
+        `columns`: only these columns, in this order (None: all of `SCHEMA`). Parquet is
+        columnar: the JSON columns a stage does not use are never decoded.
+        """
+        load = None
+        if columns is not None:
+            unknown = [c for c in columns if c not in SCHEMA.names]
+            if unknown:
+                raise SourceError(f"no span column(s) {', '.join(unknown)} "
+                                  f"(columns: {', '.join(SCHEMA.names)})")
+            inner = {"run_id", "trace_id", "start_ns"}  # what the filters and adoption use
+            load = [c for c in SCHEMA.names if c in columns or c in inner]
+        self._check_exists()
+        if run_ids is None:
+            latest = self.latest_run_id()
+            if latest is None:
+                raise SourceError(f"span store {self.path} holds no spans yet")
+            wanted = {latest}
+        else:
+            wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
+        t = self._load(wanted, load)
+        unknown = sorted(wanted - set(pc.unique(t["run_id"]).to_pylist()))
+        if unknown:
+            runs = self.runs()
+            names = ", ".join(repr(r.run_id) for r in runs[-20:]) or "none"
+            raise SourceError(
+                f"run {', '.join(map(repr, unknown))} is not in span store {self.path} "
+                f"(known runs: {names})"
+            )
+        if adopt and UNLABELLED not in wanted:
+            t = self._adopt_unlabelled(t, load)
+        if start_ns is not None:
+            t = t.filter(pc.greater_equal(t["start_ns"], start_ns))
+        if end_ns is not None:
+            t = t.filter(pc.less(t["start_ns"], end_ns))
+        return t if columns is None else t.select(columns)
+
+    def source(
+        self,
+        run_ids: str | list[str],
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        adopt: bool = True,
+    ) -> RunSource | None:
+        """The same spans as `read` with these arguments, as SQL over the Parquet files.
+
+        None while the store has live write-ahead-log segments (a collector is writing):
+        those are Arrow IPC files, which `read` merges and the relation does not.
+        """
+        if self.wal_dir.is_dir() and any(self.wal_dir.glob("seg-*.arrows")):
+            return None
+        from slo.ingest.runsource import RunSource
+
+        wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
+
+        def files(runs: set[str]) -> list[Path]:
+            return [p for r in sorted(runs)
+                    for p in sorted((self.runs_dir / run_dir_name(r)).glob("seg-*.parquet"))]
+
+        own = files(wanted)
+        if not own:
+            return None
+        orphans = files({UNLABELLED}) if adopt and UNLABELLED not in wanted else []
+        return RunSource(own, orphans, start_ns=start_ns, end_ns=end_ns)
+
+    def _adopt_unlabelled(self, t: pa.Table, columns: list[str] | None = None) -> pa.Table:
+        """Add the unlabelled spans whose trace belongs to a run in `t`, relabelled to that run.
+
+        A span belongs to the run of its trace: the load generator's client span (and any
+        service that copies the baggage) carries the run id, so a service that copies nothing
+        is still counted, exactly, however its spans interleave in time with another run's
+        (both sides of a gate run at once). Done at read time, so the order in which the
+        spans arrived does not matter.
+        """
+        if not t.num_rows:
+            return t
+        orphans = self._load({UNLABELLED}, columns)
+        if not orphans.num_rows:
+            return t
+        traces = t.group_by("trace_id").aggregate([("run_id", "min")])
+        keys = traces["trace_id"].combine_chunks()
+        idx = pc.index_in(orphans["trace_id"], value_set=keys)
+        keep = pc.is_valid(idx)
+        if not pc.any(keep).as_py():
+            return t
+        adopted = orphans.filter(keep)
+        runs = pc.take(traces["run_id_min"], idx.filter(keep))
+        adopted = adopted.set_column(adopted.schema.get_field_index("run_id"), "run_id", runs)
+        return pa.concat_tables([t, adopted.cast(t.schema)])
+
+    def sql(self, query: str, run_ids: str | list[str] | None = None) -> pa.Table:
+        """DuckDB SQL over the spans (as table `spans`) of the given runs, as an Arrow table."""
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("spans", self.read(run_ids))
+            return con.sql(query).to_arrow_table()
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ run metadata
+
+    def _meta_path(self, run_id: str) -> Path:
+        return self.meta_dir / (run_dir_name(run_id) + ".json")
+
+    def write_run_meta(self, run_id: str, meta: dict[str, Any]) -> None:
+        """Save a run's metadata (start/end times, users, totals) atomically."""
+        self.meta_dir.mkdir(parents=True, exist_ok=True)
+        path = self._meta_path(run_id)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(
+            orjson.dumps({"version": 1, "run_id": run_id, "meta": meta}, default=str)
+        )
+        os.replace(tmp, path)
+
+    def read_run_meta(self, run_id: str) -> dict[str, Any] | None:
+        path = self._meta_path(run_id)
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (orjson.JSONDecodeError, OSError) as e:
+            raise SourceError(f"unreadable run metadata {path}: {e}") from None
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise SourceError(f"run metadata {path} has an unknown version")
+        return doc.get("meta")
+
+
+class StoreWriter:
+    """The one writer: appends to the WAL, rotates and compacts segments into Parquet.
+
+    `append` returns once the spans are written to the segment file (page cache), which is
+    what the collector waits for before answering 200.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 32 * 1024 * 1024,
+        idle_seconds: float = 2.0,
+        max_age_seconds: float = 60.0,
+    ):
+        self.store = SpanStore(path)
+        self.segment_bytes = segment_bytes
+        self.idle_seconds = idle_seconds
+        self.max_age_seconds = max_age_seconds
+        self._opened = 0.0
+        self._lock = threading.Lock()
+        self._compact_lock = threading.Lock()
+        self._writer: ipc.RecordBatchStreamWriter | None = None
+        self._file: pa.NativeFile | None = None
+        self._seg_path: Path | None = None
+        self._seg_bytes = 0
+        self._last_append = 0.0
+        self._pending: list[Path | None] = []
+        self.spans_written = 0
+        for d in (self.store.wal_dir, self.store.runs_dir, self.store.meta_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._take_writer_lock()
+        self.recover()
+        self._next = self._max_seg() + 1
+
+    def _take_writer_lock(self) -> Any:
+        """One writer per store: a second collector on the same store would mix segments.
+
+        An flock is released by the kernel when the process dies, even by kill -9.
+        """
+        import fcntl
+
+        f = open(self.store.path / "writer.lock", "a+")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise SourceError(
+                f"span store {self.store.path} is already being written by {holder}; "
+                "stop that collector or use another --store"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        return f
+
+    def _max_seg(self) -> int:
+        nums = [_seg_number(p) or 0 for p in self.store.wal_dir.glob("seg-*.arrows")]
+        nums += [_seg_number(p) or 0 for p in self.store.runs_dir.glob("run=*/seg-*.parquet")]
+        return max(nums, default=0)
+
+    def recover(self) -> int:
+        """Compact segments left by a previous process (crash or kill -9). Returns spans."""
+        n = 0
+        for p in sorted(self.store.wal_dir.glob("seg-*.arrows")):
+            n += self._compact(p)
+        for p in self.store.runs_dir.glob("run=*/*.tmp"):
+            p.unlink(missing_ok=True)
+        return n
+
+    def append(self, table: pa.Table) -> None:
+        """Write spans to the current WAL segment (creating one if needed)."""
+        if not table.num_rows:
+            return
+        if table.schema != SCHEMA:
+            table = table.cast(SCHEMA)
+        with self._lock:
+            if self._writer is None:
+                self._open_segment()
+            assert self._writer is not None
+            try:
+                self._writer.write_table(table)
+            except BaseException:
+                # a torn batch ends what readers can see of this segment: never append
+                # after it; the next request starts a fresh segment
+                self._pending.append(self._seg_path)
+                for closing in (self._writer, self._file):
+                    with contextlib.suppress(Exception):
+                        closing.close()
+                self._writer = self._file = self._seg_path = None
+                raise
+            self._seg_bytes += table.nbytes
+            self._last_append = time.monotonic()
+            self.spans_written += table.num_rows
+            if self._seg_bytes >= self.segment_bytes:
+                self._pending.append(self._close_segment())
+
+    def _open_segment(self) -> None:
+        self._seg_path = self.store.wal_dir / f"seg-{self._next:012d}.arrows"
+        self._next += 1
+        self._file = pa.OSFile(str(self._seg_path), "wb")
+        self._writer = ipc.new_stream(self._file, SCHEMA)
+        self._seg_bytes = 0
+        self._opened = time.monotonic()
+
+    def _close_segment(self) -> Path | None:
+        if self._writer is None:
+            return None
+        self._writer.close()
+        assert self._file is not None
+        self._file.close()
+        path = self._seg_path
+        self._writer = self._file = self._seg_path = None
+        return path
+
+    def rotate(self) -> None:
+        """Close the current segment and compact it."""
+        with self._lock:
+            path = self._close_segment()
+        if path:
+            self._compact(path)
+
+    def maintain(self) -> None:
+        """Background duty: compact full segments, and the open one once the stream is idle
+        for `idle_seconds` (a load test has ended, most likely) or it is `max_age_seconds` old
+        (a trickle that never pauses)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            now = time.monotonic()
+            if self._writer is not None and (
+                now - self._last_append >= self.idle_seconds
+                or now - self._opened >= self.max_age_seconds
+            ):
+                pending.append(self._close_segment())
+        for path in pending:
+            if path:
+                self._compact(path)
+
+    def close(self) -> None:
+        """Flush everything into Parquet (a clean stop) and give up the writer lock."""
+        self.idle_seconds = 0.0
+        self.maintain()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _compact(self, seg: Path) -> int:
+        """Segment -> one Parquet file per run, then delete the segment. Idempotent.
+
+        Streams the segment batch by batch into per-run Parquet writers, so memory stays at
+        about one row group per run whatever the segment size.
+        """
+        with self._compact_lock:
+            if not seg.exists():
+                return 0
+            seg_no = _seg_number(seg)
+            out: dict[str, _RunFile] = {}
+            n = 0
+            try:
+                for batch in iter_segment(seg):
+                    n += batch.num_rows
+                    col = batch.column("run_id")
+                    runs = pc.unique(col).to_pylist()
+                    for run_id in runs:
+                        part = batch if len(runs) == 1 else batch.filter(pc.equal(col, run_id))
+                        if run_id not in out:
+                            d = self.store.runs_dir / run_dir_name(run_id)
+                            d.mkdir(parents=True, exist_ok=True)
+                            out[run_id] = _RunFile(d / f"seg-{seg_no:012d}.parquet")
+                        out[run_id].add(part)
+            except FileNotFoundError:
+                return 0
+            for f in out.values():
+                f.finish()
+            with contextlib.suppress(FileNotFoundError):
+                seg.unlink()
+            pa.default_memory_pool().release_unused()
+            return n
+
+
+class _RunFile:
+    """One run's Parquet file of one segment: written to a temporary name, renamed at the end."""
+
+    ROW_GROUP = 16384
+
+    def __init__(self, final: Path):
+        self.final = final
+        self.tmp = final.with_name(final.name + ".tmp")
+        self.writer = pq.ParquetWriter(str(self.tmp), SCHEMA, compression="zstd")
+        self.pending: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.pending.append(batch)
+        self.rows += batch.num_rows
+        if self.rows >= self.ROW_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.Table.from_batches(self.pending, schema=SCHEMA),
+                                    row_group_size=self.ROW_GROUP * 2)
+        self.pending, self.rows = [], 0
+
+    def finish(self) -> None:
+        self.flush()
+        self.writer.close()
+        os.replace(self.tmp, self.final)

@@ -1,0 +1,325 @@
+"""Significance tests and summaries for baseline comparisons.
+
+A latency regression gate on a shared CI box must not fail on noise, and must not pass a
+real slow-down because one run was lucky. Mann-Whitney U compares whole distributions
+without assuming normality (the test benchstat and Google Benchmark's compare.py use);
+error rates are proportions, compared with Fisher's exact test (exact for the small counts
+a few seconds of load produce). Below `min_samples` on either side we do not test at all
+and say so, rather than dress up a guess as a p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Most samples kept per distribution in baselines and reports.
+MAX_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class TestResult:
+    p_value: float | None  # None: not tested (too few samples)
+    significant: bool | None
+    note: str  # "significant (p=...)", "not significant (p=...)", "too few samples (...)"
+
+
+def percentile(values: np.ndarray | list[float], q: float) -> float:
+    """The q-th percentile (0..100), 'higher' method: an observed value, never interpolated.
+
+    For a budget check an observed sample is easier to defend than an interpolation, and
+    p100 is exactly the maximum.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return float("nan")
+    return float(np.percentile(a, q, method="higher"))
+
+
+def downsample(values: np.ndarray | list[float], k: int = MAX_SAMPLES) -> list[float]:
+    """At most k values that keep the distribution's shape: evenly spaced order statistics.
+
+    Sorted; the minimum and maximum are always kept.
+    """
+    a = np.sort(np.asarray(values, dtype=np.float64))
+    if a.size > k:
+        a = a[np.unique(np.linspace(0, a.size - 1, k).round().astype(np.int64))]
+    return np.round(a, 4).tolist()  # vectorised: a Python round() per value cost 16 ms
+
+
+def _p(p: float) -> str:
+    return f"p={p:.2g}" if p >= 1e-4 else "p<0.0001"
+
+
+def mann_whitney_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | list[float],
+                         alpha: float = 0.01, min_samples: int = 20) -> TestResult:
+    """Is the candidate stochastically greater (slower) than the baseline?"""
+    b = np.asarray(baseline, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    if b.size < min_samples or c.size < min_samples:
+        return TestResult(None, None, f"too few samples to test ({b.size} baseline, {c.size} "
+                          f"candidate; need {min_samples} each)")
+    if np.ptp(np.concatenate([b, c])) == 0:
+        return TestResult(1.0, False, "not significant (all samples equal)")
+    from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
+
+    p = float(sps.mannwhitneyu(c, b, alternative="greater", method="asymptotic").pvalue)
+    if p < alpha:
+        return TestResult(p, True, f"significant (Mann-Whitney U, {_p(p)} < {alpha:g})")
+    return TestResult(p, False, f"not significant (Mann-Whitney U, {_p(p)} >= {alpha:g})")
+
+
+def proportion_greater(base_events: int, base_n: int, cand_events: int, cand_n: int,
+                       alpha: float = 0.01, min_samples: int = 20) -> TestResult:
+    """Is the candidate's event rate greater than the baseline's? (one-sided Fisher exact)"""
+    if base_n < min_samples or cand_n < min_samples:
+        return TestResult(None, None, f"too few samples to test ({base_n} baseline, {cand_n} "
+                          f"candidate; need {min_samples} each)")
+    table = [[cand_events, cand_n - cand_events], [base_events, base_n - base_events]]
+    from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
+
+    p = float(sps.fisher_exact(table, alternative="greater").pvalue)
+    if p < alpha:
+        return TestResult(p, True, f"significant (Fisher exact, {_p(p)} < {alpha:g})")
+    return TestResult(p, False, f"not significant (Fisher exact, {_p(p)} >= {alpha:g})")
+
+
+def tail_greater(baseline: np.ndarray | list[float], candidate: np.ndarray | list[float],
+                 q: float = 90.0, alpha: float = 0.01, min_tail: int = 10) -> TestResult:
+    """Are more candidate requests slower than the baseline's q-th percentile than before?
+
+    The test for a tail regression (only some requests got slower: cache misses after an
+    index was dropped), where a rank test over the whole distribution is blind. Fisher exact
+    on "above the baseline's p{q}" counts; needs `min_tail` expected tail samples per side,
+    so a p90 test needs 100 requests on each side: a p90 of 40 samples is 4 requests.
+    """
+    b = np.asarray(baseline, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    need = int(np.ceil(round(min_tail / (1 - q / 100.0), 6)))
+    if b.size < need or c.size < need:
+        return TestResult(None, None, f"too few samples for a p{q:g} test ({b.size} baseline, "
+                          f"{c.size} candidate; need {need} each)")
+    thr = float(np.percentile(b, q, method="higher"))
+    ba, ca = int((b > thr).sum()), int((c > thr).sum())
+    table = [[ca, c.size - ca], [ba, b.size - ba]]
+    from scipy import stats as sps  # lazy: 0.5 s of import, only with a baseline
+
+    p = float(sps.fisher_exact(table, alternative="greater").pvalue)
+    share = f"{ca / c.size * 100:.0f}% of requests above the baseline's p{q:g} (was " \
+            f"{ba / b.size * 100:.0f}%)"
+    if p < alpha:
+        return TestResult(p, True, f"significant ({share}; Fisher exact, {_p(p)} < {alpha:g})")
+    return TestResult(p, False, f"not significant ({share}; Fisher exact, {_p(p)} >= "
+                      f"{alpha:g})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Changes from interleaved slices
+#
+# On a shared machine the noise comes in bursts longer than a request (another job's compile,
+# a GC of the collector): requests are not independent, so request-level tests call a burst
+# a regression. The gate's ABBA slices are: neighbours B C (or C B) saw the same machine, and
+# the pairs are the unit of evidence. A statistic of each side is computed over the pooled
+# requests (a per-slice p90 of five requests would be mostly noise), and its uncertainty comes
+# from a bootstrap that resamples whole pairs, so a burst that hit one pair moves both sides
+# and is counted once, as the between-pair variation it is. With 10-20 pairs a bootstrap
+# percentile interval is too narrow (and unusable at the tiny levels Holm asks for), so the
+# bootstrap gives only the standard error, and the interval uses Student's t with pairs - 1
+# degrees of freedom; `bench/sensitivity.py` measures the false alarm rate this yields.
+
+#: Fewest ABBA pairs with requests on both sides before a slice-level comparison is made.
+MIN_PAIRS = 4
+#: Bootstrap resamples of pairs for a standard error (0.7 / sqrt(2 * 400) = 3% relative
+#: error of the SE: the t quantile moves more between 11 and 12 degrees of freedom).
+BOOT_REPS = 400
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change of a statistic, candidate against baseline, with its standard error.
+
+    `scale` "log": estimate is log(candidate / baseline) (a relative change, symmetric on
+    the log scale); "abs": candidate - baseline (counts per request, error rates).
+    """
+
+    estimate: float
+    se: float
+    pairs: int
+    scale: str
+    stat: str
+
+    @property
+    def df(self) -> int:
+        return max(1, self.pairs - 1)
+
+    def p_greater(self, margin: float) -> float:
+        """One-sided p-value of H0 "the change is at most `margin`" (t, pairs - 1 df)."""
+        if not math.isfinite(self.estimate):
+            return 0.0 if self.estimate > 0 else 1.0
+        if self.se <= 0:
+            return 0.0 if self.estimate > margin else 1.0
+        from scipy import stats as sps
+
+        return float(sps.t.sf((self.estimate - margin) / self.se, self.df))
+
+    def bounds(self, tail: float) -> tuple[float, float]:
+        """The interval with `tail` probability outside each end (two-sided 1 - 2 * tail)."""
+        if self.se <= 0 or not math.isfinite(self.estimate):
+            return self.estimate, self.estimate
+        from scipy import stats as sps
+
+        k = float(sps.t.isf(tail, self.df))
+        return self.estimate - k * self.se, self.estimate + k * self.se
+
+    def natural(self, x: float) -> float:
+        """A value on the estimate's scale as reported: relative change, or difference."""
+        if self.scale == "log":
+            return math.expm1(x) if x < 700 else math.inf
+        return x
+
+
+def _weighted_stat(values: np.ndarray, pair_of: np.ndarray, w: np.ndarray, stat: str
+                   ) -> np.ndarray:
+    """`stat` of `values` under pair weights `w` (reps x pairs): one value per row."""
+    if stat == "mean":
+        k = w.shape[1]
+        sums = np.bincount(pair_of, weights=values, minlength=k)
+        counts = np.bincount(pair_of, minlength=k).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ sums) / (w @ counts)
+    q = float(stat[1:]) / 100.0
+    order = np.argsort(values, kind="stable")
+    v, p = values[order], pair_of[order]
+    cw = np.cumsum(w[:, p], axis=1)
+    target = q * cw[:, -1:]
+    idx = (cw < target - 1e-9).sum(axis=1)  # first index whose cumulative weight reaches q
+    return v[np.minimum(idx, len(v) - 1)]
+
+
+def stat_of(values: np.ndarray, stat: str) -> float:
+    """The statistic the slice comparisons use: 'mean' or 'pNN' ('higher' percentile)."""
+    if values.size == 0:
+        return float("nan")
+    return float(values.mean()) if stat == "mean" else percentile(values, float(stat[1:]))
+
+
+def paired_change(base: list[np.ndarray], cand: list[np.ndarray], stat: str,
+                  scale: str = "log", reps: int = BOOT_REPS, seed: int = 0) -> Change | None:
+    """The change of `stat` over ABBA pairs: `base[k]`, `cand[k]` are the k-th pair's values.
+
+    Pairs with no value on one side are dropped; None when fewer than MIN_PAIRS remain. The
+    estimate uses the pooled values of each side; its standard error comes from resampling
+    pairs (a paired block bootstrap, fixed seed: the same data give the same verdict), scaled
+    by sqrt(K / (K - 1)) because a bootstrap over K blocks underestimates the variance.
+    Hand-written rather than scipy.stats.bootstrap: resampling pairs is a weight per pair,
+    so all resamples of a quantile come from one sort and one cumulative sum (a few ms).
+    """
+    keep = [k for k in range(min(len(base), len(cand))) if len(base[k]) and len(cand[k])]
+    if len(keep) < MIN_PAIRS:
+        return None
+    bvals = [np.asarray(base[k], np.float64) for k in keep]
+    cvals = [np.asarray(cand[k], np.float64) for k in keep]
+    kk = len(keep)
+    bv, cv = np.concatenate(bvals), np.concatenate(cvals)
+    bp = np.repeat(np.arange(kk), [len(x) for x in bvals])
+    cp = np.repeat(np.arange(kk), [len(x) for x in cvals])
+
+    def contrast(b: np.ndarray | float, c: np.ndarray | float) -> np.ndarray:
+        b, c = np.asarray(b, np.float64), np.asarray(c, np.float64)
+        if scale == "abs":
+            return c - b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(c) - np.log(b)
+
+    est = float(contrast(stat_of(bv, stat), stat_of(cv, stat)))
+    if scale == "log" and not math.isfinite(est):  # a zero statistic: no ratio
+        return Change(est if not math.isnan(est) else 0.0, 0.0, kk, scale, stat)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(kk, np.full(kk, 1.0 / kk), size=reps).astype(np.float64)
+    boot = contrast(_weighted_stat(bv, bp, w, stat), _weighted_stat(cv, cp, w, stat))
+    boot = boot[np.isfinite(boot)]
+    se = float(boot.std(ddof=1) * math.sqrt(kk / (kk - 1))) if boot.size > 1 else 0.0
+    return Change(est, se, kk, scale, stat)
+
+
+def holm(p_values: list[float], alpha: float) -> list[tuple[bool, float]]:
+    """Holm's step-down over one family: (rejected, one-sided level it was tested at) each.
+
+    Holm bounds the family-wise error rate by `alpha` under any dependence between the
+    tests (the p50, p90 and mean of one SLO are strongly dependent). A test not reached
+    because the step-down stopped earlier is reported at the level where it stopped, which
+    its p-value exceeds, so "fails" and "interval above the threshold" always agree.
+    (statsmodels' multipletests has Holm, but not the levels, and is a large dependency.)
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out: list[tuple[bool, float]] = [(False, alpha / max(m, 1))] * m
+    stop_level = None
+    for rank, i in enumerate(order):
+        level = alpha / (m - rank)
+        if stop_level is None and p_values[i] <= level:
+            out[i] = (True, level)
+        else:
+            stop_level = stop_level if stop_level is not None else level
+            out[i] = (False, stop_level)
+    return out
+
+
+def shift_or_tail(base: np.ndarray, cand: np.ndarray) -> tuple[str, float]:
+    """Did the whole distribution move, or only its tail? ("shift" | "tail", share moved).
+
+    Compares the quantiles 5%, 10%, ..., 95% of both sides: the requests affected are those
+    from the lowest quantile upward whose slow-down is at least half the largest one. A
+    regression of every request moves every quantile (share near 100%: "shift"); one of the
+    slowest 10% (cache misses) moves only the top ones ("tail", share about 10%).
+    """
+    b, c = np.asarray(base, np.float64), np.asarray(cand, np.float64)
+    if b.size == 0 or c.size == 0:
+        return "shift", 0.0
+    qs = np.arange(5, 100, 5)
+    bq, cq = np.percentile(b, qs), np.percentile(c, qs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(bq > 0, cq / bq - 1.0, 0.0)
+    top = float(rel.max())
+    if top <= 0:
+        return "shift", 0.0
+    moved = rel >= top / 2
+    first = len(qs)
+    for i in range(len(qs) - 1, -1, -1):
+        if not moved[i]:
+            break
+        first = i
+    if first == len(qs):  # the largest change is not at the top: count every moved quantile
+        share = float(moved.mean())
+    else:
+        share = 1.0 - (qs[first] - 5) / 100.0
+    return ("shift" if share >= 0.5 else "tail"), round(share, 2)
+
+
+def abba_pairs(base_starts: list[int], cand_starts: list[int]) -> list[tuple[int, int]]:
+    """Neighbouring baseline/candidate slices, by start time: [(baseline i, candidate j)].
+
+    The gate runs B C C B B C ...: consecutive slices two by two are pairs that saw the
+    same machine. Walking the merged order and pairing each slice with the next one of the
+    other side keeps the pairing right when a slice is missing (no spans arrived for it);
+    slices of a saved baseline from another time do not interleave and give (almost) none.
+    """
+    events = sorted([(t, 0, i) for i, t in enumerate(base_starts)]
+                    + [(t, 1, j) for j, t in enumerate(cand_starts)])
+    pairs, k = [], 0
+    while k + 1 < len(events):
+        a, b = events[k], events[k + 1]
+        if a[1] != b[1]:
+            pairs.append((a[2], b[2]) if a[1] == 0 else (b[2], a[2]))
+            k += 2
+        else:
+            k += 1
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Saying it with the interval (terminal, Markdown, HTML share these)
+
+

@@ -1,0 +1,390 @@
+"""The run index: parent pointers and subtree queries over a whole span table, vectorized.
+
+`db_queries` and `repeated_queries` are counted over the whole subtree of a selected span,
+across services. Walking trace trees in Python costs seconds per million spans; instead we
+resolve every span's parent row once (an Arrow hash lookup on "trace id + span id"), then
+lift all DB spans up the tree one level at a time with numpy fancy indexing: after k steps
+each DB span sits at its k-th ancestor, and wherever that ancestor is a selected span we have
+a (selected span, DB span) pair. Trees are shallow (tens of levels at most), so this is a
+handful of array operations per level, whatever the number of traces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from slo.ingest.spans import STATUS_ERROR, SYNONYMS
+from slo.judge.sqlnorm import normalize
+
+#: DB systems that are caches: a cache hit is the opposite of a query, so they do not count.
+CACHE_SYSTEMS = frozenset({"redis", "memcached", "valkey"})
+#: Deepest tree we follow; also what stops a (malformed) parent cycle.
+MAX_DEPTH = 64
+
+
+@dataclass
+class CountStats:
+    """Per selected span: DB queries in its subtree and the most repeated statement."""
+
+    db_queries: np.ndarray  # int, one per selected span
+    repeated: np.ndarray  # int, most runs of one normalized statement
+    repeated_code: np.ndarray  # statement code of that statement, -1 if none
+    per_statement: dict[str, dict[str, Any]]  # statement -> {service, mean, max, requests}
+
+
+class RunIndex:
+    """One span table, with parent rows resolved and the columns checks need as numpy."""
+
+    def __init__(self, spans: pa.Table, source: Any = None):
+        self.table = spans
+        #: a `slo.ingest.runsource.RunSource` of the same spans, when `spans` lacks the attributes
+        #: column: attributes and whole traces are then read from it, where they are needed
+        self.source = source if "attributes" not in spans.column_names else None
+        self.n = spans.num_rows
+        self._dict_cache: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+    # -- columns --------------------------------------------------------------------------
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name)
+
+    @cached_property
+    def start_ns(self) -> np.ndarray:
+        return self.column("start_ns").to_numpy()
+
+    @cached_property
+    def duration_ms(self) -> np.ndarray:
+        end = self.column("end_ns").to_numpy()
+        return (end - self.start_ns).astype(np.float64) / 1e6
+
+    @cached_property
+    def is_error(self) -> np.ndarray:
+        status = self.column("status_code").to_numpy()
+        http = self.column("http_status_code").to_numpy()
+        kind_codes, kinds = self.codes("kind")
+        server = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k == "server"])
+        return (status == STATUS_ERROR) | (server & (http >= 500))
+
+    def codes(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """Dictionary codes of a string column and its distinct values (cached)."""
+        if name not in self._dict_cache:
+            col = self.column(name)
+            if self.n == 0:
+                self._dict_cache[name] = (np.zeros(0, np.int32), [])
+            else:
+                enc = col.combine_chunks().dictionary_encode()
+                idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+                self._dict_cache[name] = (idx.astype(np.int64), enc.dictionary.to_pylist())
+        return self._dict_cache[name]
+
+    def match(self, name: str, predicate) -> np.ndarray:
+        """Boolean mask of rows whose `name` column satisfies `predicate` (per distinct value)."""
+        idx, values = self.codes(name)
+        ok = np.fromiter((bool(predicate(v)) for v in values), bool, len(values))
+        if len(values) == 0:
+            return np.zeros(self.n, bool)
+        return ok[idx]
+
+    # -- tree ------------------------------------------------------------------------------
+
+    @cached_property
+    def parent(self) -> np.ndarray:
+        """Row of each span's parent, -1 for roots and for parents that never arrived.
+
+        Fast path: ids as 64-bit integers (span id mixed with the trace id's low half), one
+        sort and one binary search. Ids that are not 16/32 hex digits take the Arrow hash
+        join on "trace id/span id" strings instead.
+        """
+        if self.n == 0:
+            return np.zeros(0, np.int64)
+        tid = _hex64(pc.utf8_slice_codeunits(self.column("trace_id"), 16, 32))
+        sid = _hex64(self.column("span_id"))
+        pid = _hex64(self.column("parent_span_id"))
+        if tid is None or sid is None or pid is None:
+            return self._parent_by_strings()
+        mix = tid * np.uint64(0x9E3779B97F4A7C15)
+        key, pkey = sid ^ mix, pid ^ mix
+        order = np.argsort(key)
+        skey = key[order]
+        # Look the parents up in sorted order too: sequential, cache-friendly binary searches.
+        porder = np.argsort(pkey)
+        pos = np.empty(self.n, np.int64)
+        pos[porder] = np.searchsorted(skey, pkey[porder])
+        pos[pos == len(skey)] = 0
+        has_parent = pc.not_equal(pc.fill_null(self.column("parent_span_id"), ""), "")
+        has_parent = has_parent.to_numpy(zero_copy_only=False).astype(bool)
+        found = (skey[pos] == pkey) & has_parent
+        out = np.where(found, order[pos], -1).astype(np.int64)
+        out[out == np.arange(self.n)] = -1  # a span that names itself as parent
+        return out
+
+    def _parent_by_strings(self) -> np.ndarray:
+        tid = self.column("trace_id")
+        key = pc.binary_join_element_wise(tid, self.column("span_id"), "/")
+        pkey = pc.binary_join_element_wise(tid, self.column("parent_span_id"), "/")
+        idx = pc.index_in(pkey, value_set=key.combine_chunks())
+        out = idx.fill_null(-1).to_numpy().astype(np.int64)
+        out[out == np.arange(self.n)] = -1
+        return out
+
+    @cached_property
+    def is_db(self) -> np.ndarray:
+        """DB spans: a DB system or statement, and not a cache (Redis GET is not a query)."""
+        if self.n == 0:
+            return np.zeros(0, bool)
+        sys_codes, systems = self.codes("db_system")
+        stmt_codes, stmts = self.codes("db_statement")
+        cache = np.array([s.lower() in CACHE_SYSTEMS for s in systems], bool)
+        has_sys = np.array([s != "" for s in systems], bool)
+        has_stmt = np.array([s != "" for s in stmts], bool)
+        return (has_sys[sys_codes] | has_stmt[stmt_codes]) & ~cache[sys_codes]
+
+    @cached_property
+    def statements(self) -> tuple[np.ndarray, list[str]]:
+        """Normalized statement code per row (-1 for non-DB spans) and the statements.
+
+        DB spans without a statement are grouped by their span name (`SELECT`, ...).
+        """
+        out = np.full(self.n, -1, np.int64)
+        uniq: dict[str, int] = {}
+        db = self.is_db
+        if not db.any():
+            return out, []
+        stmt_codes, stmts = self.codes("db_statement")
+        raw_map = np.array([uniq.setdefault(normalize(s), len(uniq)) if s else -1
+                            for s in stmts], np.int64)
+        sc = raw_map[stmt_codes[db]]
+        missing = sc < 0
+        if missing.any():
+            name_codes, names = self.codes("name")
+            name_map = np.array([uniq.setdefault(n.upper() or "?", len(uniq)) for n in names],
+                                np.int64)
+            sc[missing] = name_map[name_codes[db][missing]]
+        out[db] = sc
+        return out, list(uniq)
+
+    def _walk(self, rows: np.ndarray, cyclic: list[bool]
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Ancestors of `rows` level by level: (ancestor rows, positions in rows); appends to
+        `cyclic` whether rows were still climbing after MAX_DEPTH levels."""
+        cur, keep = rows, np.arange(len(rows))
+        for _ in range(MAX_DEPTH):
+            if len(cur) == 0:
+                break
+            yield cur, keep
+            nxt = self.parent[cur]
+            alive = nxt >= 0
+            cur, keep = nxt[alive], keep[alive]
+        cyclic.append(len(cur) > 0)
+
+    def _levels(self, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+        """Ancestors of `rows` level by level: [(ancestor rows, positions in rows)], cyclic?"""
+        cyclic: list[bool] = []
+        levels = list(self._walk(rows, cyclic))
+        return levels, cyclic[0]
+
+    @cached_property
+    def _db_levels(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+        return self._levels(self._db_rows)
+
+    def _ancestor_pairs(self, rows: np.ndarray, selected_mask: np.ndarray,
+                        levels: tuple[list[tuple[np.ndarray, np.ndarray]], bool] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """(selected row, descendant row) for every descendant in `rows` (self included).
+
+        Without cached `levels` the levels are walked one at a time, not all held at once:
+        over every span of a large run they would be several times the run's ids."""
+        climbing: list[bool] = []
+        steps = levels[0] if levels is not None else self._walk(rows, climbing)
+        sel_parts, desc_parts = [], []
+        for cur, keep in steps:
+            hit = selected_mask[cur]
+            if hit.any():
+                sel_parts.append(cur[hit])
+                desc_parts.append(rows[keep[hit]])
+        cyclic = levels[1] if levels is not None else climbing[0]
+        if not sel_parts:
+            e = np.zeros(0, np.int64)
+            return e, e
+        sel, desc = np.concatenate(sel_parts), np.concatenate(desc_parts)
+        if cyclic:  # still climbing after MAX_DEPTH: a parent cycle; count each pair once
+            pairs = np.unique(np.stack([sel, desc], axis=1), axis=0)
+            sel, desc = pairs[:, 0], pairs[:, 1]
+        return sel, desc
+
+    @cached_property
+    def _db_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.is_db)
+
+    def count_stats(self, selected: np.ndarray) -> CountStats:
+        """DB query counts under each selected row (`selected`: row numbers, sorted)."""
+        k = len(selected)
+        mask = np.zeros(self.n, bool)
+        mask[selected] = True
+        sel_rows, db_rows = self._ancestor_pairs(self._db_rows, mask, self._db_levels)
+        pos = np.searchsorted(selected, sel_rows)
+        db_queries = np.bincount(pos, minlength=k).astype(np.int64)
+        repeated = np.zeros(k, np.int64)
+        rep_code = np.full(k, -1, np.int64)
+        per_statement: dict[str, dict[str, Any]] = {}
+        if len(pos):
+            codes, names = self.statements
+            nc = max(len(names), 1)
+            keys, counts = np.unique(pos * nc + codes[db_rows], return_counts=True)
+            kpos, kcode = keys // nc, keys % nc
+            np.maximum.at(repeated, kpos, counts)
+            best = counts == repeated[kpos]
+            rep_code[kpos[best]] = kcode[best]
+            totals = np.bincount(kcode, weights=counts, minlength=nc)
+            maxes = np.zeros(nc, np.int64)
+            np.maximum.at(maxes, kcode, counts)
+            reqs = np.bincount(kcode, minlength=nc)
+            svc_codes, services = self.codes("service")
+            row_codes = codes[db_rows]
+            first_code, first_at = np.unique(row_codes, return_index=True)
+            service_of = dict(zip(first_code.tolist(),
+                                  svc_codes[db_rows[first_at]].tolist(), strict=True))
+            for c in np.flatnonzero(reqs):
+                per_statement[names[c]] = {"service": services[service_of[int(c)]],
+                                           "mean": float(totals[c] / max(k, 1)),
+                                           "max": int(maxes[c]), "requests": int(reqs[c])}
+        return CountStats(db_queries, repeated, rep_code, per_statement)
+
+    def span_counts(self, selected: np.ndarray) -> np.ndarray:
+        """Spans in the subtree of each selected row (itself included)."""
+        mask = np.zeros(self.n, bool)
+        mask[selected] = True
+        sel_rows, _ = self._ancestor_pairs(np.arange(self.n), mask)
+        return np.bincount(np.searchsorted(selected, sel_rows), minlength=len(selected))
+
+    # -- selection -------------------------------------------------------------------------
+
+    def select(self, selector) -> np.ndarray:
+        """Rows matched by a `slo.judge.spec.Selector`, as sorted row numbers."""
+        mask = np.ones(self.n, bool)
+        if selector.service is not None:
+            mask &= self.match("service", lambda v: v == selector.service)
+        if selector.span is not None:
+            mask &= self.match("name", lambda v: v == selector.span)
+        if selector.span_regex is not None:
+            rx = re.compile(selector.span_regex)
+            mask &= self.match("name", lambda v: rx.search(v) is not None)
+        if selector.kind is not None:
+            mask &= self.match("kind", lambda v: v == selector.kind)
+        if selector.root is not None:
+            is_root = self.match("parent_span_id", lambda v: not v)
+            mask &= is_root if selector.root else ~is_root
+        rows = np.flatnonzero(mask)
+        if selector.attributes and len(rows):
+            attrs = self.attributes(rows).to_pylist()
+            want = dict(selector.attributes)
+            ok = np.fromiter((_attrs_match(a, want) for a in attrs), bool, len(rows))
+            rows = rows[ok]
+        return rows
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def attributes(self, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+        """The attributes JSON of these rows."""
+        take = pa.array(np.asarray(rows, np.int64))
+        if self.source is None:
+            return self.column("attributes").take(take)
+        return self.source.attributes_of(self.column("trace_id").take(take),
+                                         self.column("span_id").take(take))
+
+    def attributes_matching(self, pattern: str) -> pa.Array | pa.ChunkedArray:
+        """The attributes JSON of the spans where the regular expression matches."""
+        if self.source is not None:
+            return self.source.attributes_matching(pattern)
+        attrs = self.column("attributes")
+        return pc.filter(attrs, pc.match_substring_regex(attrs, pattern))
+
+    def trace_rows(self, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """All span rows of the given traces, grouped by trace id (one scan for all)."""
+        ids = sorted(set(trace_ids))
+        if not ids or self.n == 0:
+            return {}
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in ids}
+        if self.source is not None:  # whole rows, read for these traces only
+            whole = self.source.traces(ids)
+        else:
+            whole = self.table.filter(pc.is_in(self.column("trace_id"), value_set=pa.array(ids)))
+        for row in whole.to_pylist():
+            out[row["trace_id"]].append(row)
+        return out
+
+    def rows(self, rows: np.ndarray, columns: list[str] | None = None) -> list[dict[str, Any]]:
+        t = self.table.select(columns) if columns else self.table
+        return t.take(pa.array(np.asarray(rows, np.int64))).to_pylist()
+
+
+_LAST: tuple[weakref.ref, RunIndex] | None = None
+
+
+def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
+    """The RunIndex of a table, reused while the same table object is alive.
+
+    `source`: where a table without the attributes column finds them (see `RunIndex`).
+
+    `slo check --save-baseline` evaluates one run twice (check, then baseline): the parent
+    resolution and statement normalization are then done once.
+    """
+    global _LAST
+    if _LAST is not None and _LAST[0]() is spans:
+        if source is not None and "attributes" not in spans.column_names:
+            _LAST[1].source = source
+        return _LAST[1]
+    ix = RunIndex(spans, source)
+    _LAST = (weakref.ref(spans), ix)
+    return ix
+
+
+def _attrs_match(raw: str, want: dict[str, str]) -> bool:
+    try:
+        attrs = json.loads(raw or "{}")
+    except ValueError:
+        return False
+    for k, v in want.items():
+        got = attrs.get(k, attrs.get(SYNONYMS.get(k, ""), None))
+        if got is None:
+            return False
+        if isinstance(got, bool):
+            got = "true" if got else "false"
+        if str(got) != v:
+            return False
+    return True
+
+
+
+def _hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """16-hex-digit ids as uint64 ("" -> 0); None if any value is not 16 hex digits."""
+    if isinstance(col, pa.ChunkedArray):
+        parts = [_hex64(c) for c in col.chunks]
+        if any(p is None for p in parts):
+            return None
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    if col.null_count:
+        col = col.fill_null("")
+    padded = pc.utf8_rpad(col, 16, "0").cast(pa.string())
+    offsets = np.frombuffer(padded.buffers()[1], np.int32)[padded.offset:
+                                                          padded.offset + len(padded) + 1]
+    if len(padded) == 0:
+        return np.zeros(0, np.uint64)
+    if offsets[-1] - offsets[0] != 16 * len(padded):
+        return None
+    raw = memoryview(padded.buffers()[2])[offsets[0]:offsets[-1]]
+    try:
+        decoded = bytes.fromhex(bytes(raw).decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return np.frombuffer(decoded, ">u8").astype(np.uint64)
