@@ -3,6 +3,7 @@ until each answers /healthz, and stop them all cleanly (flushing spans) on SIGTE
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import signal
@@ -118,7 +119,7 @@ def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
             return r.status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):  # a self-connected probe reads its own request
         return False
 
 

@@ -45,7 +45,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
         names = set(z.namelist())
         meta = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     for packaged in ("slo/locust/slo_tab.html", "slo/locust/slo_plugin.py",
-                     "slo/templates/report.html", "slo/defaults/slo.yaml",
+                     "slo/report/templates/report.html", "slo/defaults/slo.yaml",
                      "loadtests/locustfile.py"):
         assert packaged in names, f"{packaged} is not in the wheel"
     core = [line.split(":", 1)[1].strip().lower() for line in meta.splitlines()

@@ -7,6 +7,7 @@ each, stopped on success, failure, Ctrl-C and SIGTERM); `Proc` is re-exported fr
 from __future__ import annotations
 
 import contextlib
+import http.client
 import signal
 import sys
 import urllib.error
@@ -35,13 +36,18 @@ def http_ok(url: str) -> bool:
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The HTTP status `url` answers with, or None when nothing answers."""
+    """The HTTP status `url` answers with, or None when nothing (HTTP) answers.
+
+    Not an HTTP answer counts as no answer: while nothing listens on a port in the ephemeral
+    range, a probe's own socket can connect to itself (TCP simultaneous open) and read back its
+    request ("BadStatusLine: GET /healthz HTTP/1.1"); the next probe tries again.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None
 
 
