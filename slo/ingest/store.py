@@ -29,7 +29,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -39,6 +39,9 @@ import pyarrow.parquet as pq
 
 from slo.errors import SourceError
 from slo.ingest.spans import SCHEMA
+
+if TYPE_CHECKING:
+    from slo.ingest.runsource import RunSource
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 #: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through
@@ -195,12 +198,23 @@ class SpanStore:
         start_ns: int | None = None,
         end_ns: int | None = None,
         adopt: bool = True,
+        columns: list[str] | None = None,
     ) -> pa.Table:
         """Spans of the runs (None: the latest run) that start inside [start_ns, end_ns).
 
         `adopt`: spans without a run id (services that copy no baggage, e.g. zero-code
         auto-instrumentation) join the run of their trace; see `_adopt_unlabelled`.
+        `columns`: only these columns, in this order (None: all of `SCHEMA`). Parquet is
+        columnar: the JSON columns a stage does not use are never decoded.
         """
+        load = None
+        if columns is not None:
+            unknown = [c for c in columns if c not in SCHEMA.names]
+            if unknown:
+                raise SourceError(f"no span column(s) {', '.join(unknown)} "
+                                  f"(columns: {', '.join(SCHEMA.names)})")
+            inner = {"run_id", "trace_id", "start_ns"}  # what the filters and adoption use
+            load = [c for c in SCHEMA.names if c in columns or c in inner]
         self._check_exists()
         if run_ids is None:
             latest = self.latest_run_id()
@@ -209,7 +223,7 @@ class SpanStore:
             wanted = {latest}
         else:
             wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
-        t = self._load(wanted, None)
+        t = self._load(wanted, load)
         unknown = sorted(wanted - set(pc.unique(t["run_id"]).to_pylist()))
         if unknown:
             runs = self.runs()
@@ -219,14 +233,43 @@ class SpanStore:
                 f"(known runs: {names})"
             )
         if adopt and UNLABELLED not in wanted:
-            t = self._adopt_unlabelled(t)
+            t = self._adopt_unlabelled(t, load)
         if start_ns is not None:
             t = t.filter(pc.greater_equal(t["start_ns"], start_ns))
         if end_ns is not None:
             t = t.filter(pc.less(t["start_ns"], end_ns))
-        return t
+        return t if columns is None else t.select(columns)
 
-    def _adopt_unlabelled(self, t: pa.Table) -> pa.Table:
+    def source(
+        self,
+        run_ids: str | list[str],
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        adopt: bool = True,
+    ) -> RunSource | None:
+        """The same spans as `read` with these arguments, as SQL over the Parquet files.
+
+        None while the store has live write-ahead-log segments (a collector is writing):
+        those are Arrow IPC files, which `read` merges and the relation does not.
+        """
+        if self.wal_dir.is_dir() and any(self.wal_dir.glob("seg-*.arrows")):
+            return None
+        from slo.ingest.runsource import RunSource
+
+        wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
+
+        def files(runs: set[str]) -> list[Path]:
+            return [p for r in sorted(runs)
+                    for p in sorted((self.runs_dir / run_dir_name(r)).glob("seg-*.parquet"))]
+
+        own = files(wanted)
+        if not own:
+            return None
+        orphans = files({UNLABELLED}) if adopt and UNLABELLED not in wanted else []
+        return RunSource(own, orphans, start_ns=start_ns, end_ns=end_ns)
+
+    def _adopt_unlabelled(self, t: pa.Table, columns: list[str] | None = None) -> pa.Table:
         """Add the unlabelled spans whose trace belongs to a run in `t`, relabelled to that run.
 
         A span belongs to the run of its trace: the load generator's client span (and any
@@ -237,7 +280,7 @@ class SpanStore:
         """
         if not t.num_rows:
             return t
-        orphans = self._load({UNLABELLED}, None)
+        orphans = self._load({UNLABELLED}, columns)
         if not orphans.num_rows:
             return t
         traces = t.group_by("trace_id").aggregate([("run_id", "min")])

@@ -258,3 +258,20 @@ def test_group_commit_failure_reaches_every_caller_of_the_group(tmp_path, monkey
     w.commit(_table("r", 3, start=100))
     w.close()
     assert SpanStore(tmp_path).read("r").num_rows == 3
+
+
+def test_read_only_some_columns(tmp_path):
+    """A stage reads the columns it needs, in its order, with the same rows (adopted spans of
+    unlabelled services included) as a read of every column; an unknown column is named."""
+    w = StoreWriter(tmp_path)
+    w.append(_table("", 4, start=0, trace_every=2, tag="u"))  # unlabelled, traces 1 and 2
+    w.append(_table("r", 3, start=2, trace_every=2, tag="r"))  # traces 2 and 3
+    w.close()
+    s = SpanStore(tmp_path)
+    whole = s.read("r", start_ns=1_000_001)
+    some = s.read("r", start_ns=1_000_001, columns=["name", "end_ns"])
+    assert some.column_names == ["name", "end_ns"]
+    assert sorted(some["name"].to_pylist()) == sorted(whole["name"].to_pylist())
+    assert sorted(some["name"].to_pylist()) == ["r0", "r1", "r2", "u2", "u3"]
+    with pytest.raises(SourceError, match="no span column"):
+        s.read("r", columns=["name", "bogus"])
