@@ -16,6 +16,7 @@ show 503 + Retry-After under real memory pressure, and bounded memory.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import re
 import signal
@@ -26,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -35,7 +37,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from slo.ingest import otlp
-from slo.ingest.store import SpanStore
+from slo.ingest.store import SpanStore, StoreWriter
 
 BATCH = 512
 RUN = "bench-ingest"
@@ -94,6 +96,25 @@ def best_rate(fn, spans: int, repeat: int = 15) -> float:
     return spans / max(best, 1e-9)
 
 
+def store_rates(tables: list[pa.Table], rounds: int = 10) -> tuple[float, float]:
+    """Spans per CPU-second of the store's two writes, best of 5: the WAL append (what each
+    request waits for) and the compaction of a segment into Parquet (in the background)."""
+    spans = rounds * sum(t.num_rows for t in tables)
+    best_wal = best_compact = float("inf")
+    with tempfile.TemporaryDirectory() as tmp:
+        w = StoreWriter(Path(tmp) / "store", segment_bytes=1 << 40)
+        for _ in range(5):
+            t = time.process_time()
+            for _ in range(rounds):
+                w.append_many(tables)
+            best_wal = min(best_wal, time.process_time() - t)
+            t = time.process_time()
+            w.rotate()
+            best_compact = min(best_compact, time.process_time() - t)
+        w.close()
+    return spans / max(best_wal, 1e-9), spans / max(best_compact, 1e-9)
+
+
 def start_collector(store: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from slo.cli import main; main()", "collect", "--store",
@@ -108,8 +129,6 @@ def start_collector(store: Path) -> tuple[subprocess.Popen, str]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (load on a shared box does not inflate it)."""
-    import os
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -168,6 +187,7 @@ def main() -> int:
                     help="batches concatenated into one flood request")
     args = ap.parse_args()
 
+    load = os.getloadavg()
     bodies = make_batches(8)
     print(f"batches: {len(bodies)} x {BATCH} spans, {sum(map(len, bodies)) // len(bodies):,} "
           "bytes each (protobuf)")
@@ -175,6 +195,10 @@ def main() -> int:
     full = best_rate(lambda: [otlp.decode_protobuf(b) for b in bodies], BATCH * len(bodies))
     print(f"ceiling (this process, per CPU-second): protobuf parse {parse:,.0f} spans/s; "
           f"decode to Arrow rows {full:,.0f} spans/s")
+    wal, compact = store_rates([otlp.decode_protobuf(b).table for b in bodies])
+    print(f"store (this process, per CPU-second): WAL append {wal:,.0f} spans/s "
+          f"({full / wal:.2f} of the decode's CPU per span), compaction to Parquet "
+          f"{compact:,.0f} spans/s ({full / compact:.2f}); the collector pays both")
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
@@ -208,9 +232,14 @@ def main() -> int:
     print(f"collector peak memory (VmHWM): {peak:.0f} MiB; clean stop + compaction "
           f"{flush:.1f} s (exit {code})")
     print(f"spans acknowledged {acked:,}, stored {stored:,}, lost {lost}")
-    print(f"goal 100,000 spans/s: {'met' if rate >= 100_000 else 'not met'} on the wall clock "
-          f"here ({rate:,.0f}); the collector's rate per CPU-second is "
-          f"{r['acked'] / max(cpu, 1e-9):,.0f} (what one free core would give)")
+    ratio = rate / full
+    met = ratio >= 0.9 and rate >= 200_000 and not lost
+    print(f"ingest, one collector (issue 12 goal: at least 0.9 x decode-to-Arrow and 200,000 "
+          f"spans/s on a quiet machine, 0 lost): {rate:,.0f} spans/s = {ratio:.2f} x, "
+          f"lost {lost}: {'met' if met else 'not met'}; per collector CPU-second "
+          f"{r['acked'] / max(cpu, 1e-9):,.0f} = {r['acked'] / max(cpu, 1e-9) / full:.2f} x "
+          f"(load average {load[0]:.1f} on {os.cpu_count()} cores at the start: when it nears the "
+          "core count the wall-clock rate measures the other load, the CPU-second rate less so)")
     return 1 if lost or code else 0
 
 

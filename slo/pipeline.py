@@ -150,6 +150,23 @@ def judge(
     return Outcome(report, paths)
 
 
+def read_for_check(store: Any, run_ids: str | list[str], *, start_ns: int | None = None,
+                   end_ns: int | None = None) -> tuple[Any, Any]:
+    """(spans, source) of runs of a `SpanStore`, for `run_check(..., source=source)`.
+
+    When the runs sit in Parquet only, the table holds `slo.check.CORE_COLUMNS` and the
+    source (`slo.ingest.runsource.RunSource`) reads the attributes and whole traces on demand;
+    otherwise (a collector is still writing) the table holds `CHECK_COLUMNS` and the
+    source is None.
+    """
+    from slo.judge.check import CHECK_COLUMNS, CORE_COLUMNS
+
+    source = store.source(run_ids, start_ns=start_ns, end_ns=end_ns)
+    spans = store.read(run_ids, start_ns=start_ns, end_ns=end_ns,
+                       columns=CORE_COLUMNS if source is not None else CHECK_COLUMNS)
+    return spans, source
+
+
 def check_store_run(
     *,
     spec_path: str,
@@ -176,7 +193,7 @@ def check_store_run(
     if meta is not None:
         store.write_run_meta(run_id, meta)
     wait_for_spans(store, [run_id], expected_roots=expected_roots, settle=settle, sleep=sleep)
-    spans = store.read([run_id])
+    spans, source = read_for_check(store, [run_id])
     baseline = load_baseline(baseline_path) if baseline_path else None
     return judge(spec, spans, baseline=baseline, run_meta=store.read_run_meta(run_id),
-                 run_id=run_id, report_dir=report_dir)
+                 run_id=run_id, report_dir=report_dir, source=source)

@@ -332,6 +332,7 @@ class Gate:
     def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
         from slo.ingest.store import SpanStore
         from slo.judge.baseline import build_baseline, load_baseline, save_baseline
+        from slo.judge.check import CHECK_COLUMNS
         from slo.judge.spec import load_spec
         from slo.pipeline import judge
         from slo.report.writers import write_reports
@@ -358,7 +359,7 @@ class Gate:
         merged_b = f"{self.gate_id}-baseline"
         merged_c = f"{self.gate_id}-candidate"
         # store.read joins the spans of services that copy no run id to their trace's slice
-        raw_c = store.read(ids["candidate"])  # its run_id column: the slice of each span
+        raw_c = store.read(ids["candidate"], columns=CHECK_COLUMNS)  # its run_id column: the slice of each span
         cand = _relabel(raw_c, merged_c)
         cmeta = _merged_meta(merged_c, cand, self.c.users, load_seconds["candidate"],
                              self.target.describe("candidate").get("bugs", []))
@@ -366,7 +367,7 @@ class Gate:
         if self.c.baseline_file:
             baseline = load_baseline(self.c.baseline_file)
         else:
-            raw_b = store.read(ids["baseline"])
+            raw_b = store.read(ids["baseline"], columns=CHECK_COLUMNS)
             base = _relabel(raw_b, merged_b)
             bmeta = _merged_meta(merged_b, base, self.c.users, load_seconds["baseline"],
                                  self.target.describe("baseline").get("bugs", []))

@@ -144,27 +144,39 @@ class Collector:
     def ingest_body(
         self, body: bytes, content_type: str | None, encoding: str | None
     ) -> otlp.Decoded:
-        """Decompress, decode and store one OTLP/HTTP body. PayloadError: store nothing."""
+        """Decompress, decode and store one OTLP/HTTP body. PayloadError: store nothing.
+
+        Decoding holds the GIL, so it runs one request at a time; the WAL write happens
+        after the decode lock is released (`StoreWriter.commit`), so the next request is
+        decoded while this one is written, and requests decoded meanwhile share the write.
+        The decompressed bytes stay counted as held until stored: at most one per thread
+        that calls this (the HTTP decode pool and the gRPC workers).
+        """
         with self._decode_lock:
             raw = otlp.decompress(body, encoding, self.config.max_body)
             inflated = len(raw) if raw is not body else 0
-            with self._admit_lock:  # one at a time (the lock above): bounded, never refused
+            with self._admit_lock:  # bounded by the callers' thread count, never refused
                 self._held += inflated
             try:
                 decoded = otlp.decode(raw, content_type, self.config.run_id)
-                self._store(decoded)
-            finally:
+            except BaseException:
                 self.unhold(inflated)
+                raise
+        try:
+            self._store(decoded)
+        finally:
+            self.unhold(inflated)
         if self.forwarder is not None and decoded.spans:
             self.forwarder.submit(raw, "application/json" if otlp.is_json(content_type)
                                   else "application/x-protobuf")
         return decoded
 
     def _store(self, decoded: otlp.Decoded) -> None:
-        self.writer.append(decoded.table)
-        self.stats.requests += 1
-        self.stats.spans += decoded.spans
-        self.stats.rejected_spans += decoded.rejected
+        self.writer.commit(decoded.table)
+        with self._admit_lock:
+            self.stats.requests += 1
+            self.stats.spans += decoded.spans
+            self.stats.rejected_spans += decoded.rejected
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new requests (503), let those in flight finish, flush everything."""

@@ -28,14 +28,16 @@ KIND = "slo-baseline"
 
 
 def build_baseline(spec: Spec, spans: pa.Table, run_meta: dict[str, Any] | None = None, *,
-                   run_id: str | None = None, slices: Any = None) -> dict[str, Any]:
+                   run_id: str | None = None, slices: Any = None, source: Any = None
+                   ) -> dict[str, Any]:
     """The baseline of one run under `spec`: {"version": 1, "kind": "slo-baseline", ...}.
 
     `slices`: one label per span (the gate's slice run ids); the baseline then keeps each
     SLO's values per slice, for the slice-pair comparison with the interleaved candidate.
+    `source`: as in `slo.check.run_check`, for a table of `CORE_COLUMNS`.
     """
     body = summarize_run(spec, spans, run_id or (run_meta or {}).get("run_id"), run_meta,
-                         slices=slices)
+                         slices=slices, source=source)
     return {"version": VERSION, "kind": KIND,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "spec": spec.path, **body}

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from slo import units
+from slo.ingest.spans import COLUMNS
 from slo.judge import completeness, explain, sqlnorm
 from slo.judge.critical_path import self_times
 from slo.judge.detectors import run_detectors
@@ -68,6 +69,12 @@ def prefetch_scipy() -> None:
     threading.Thread(target=load, name="slo-import-scipy", daemon=True).start()
 
 
+#: The span columns the check, the detectors and the reports read: the resource and event
+#: JSON (the largest columns, read by nothing here) stay on disk.
+CHECK_COLUMNS = [c for c in COLUMNS if c not in ("resource", "events")]
+#: What the check holds in memory when the attributes can be read from the store on demand
+#: (`source=`, a `slo.ingest.runsource.RunSource`): the attributes JSON is the largest column.
+CORE_COLUMNS = [c for c in CHECK_COLUMNS if c != "attributes"]
 #: Traces per SLO sampled (evenly over the latency ranks) to attribute latency.
 ATTRIBUTION_TRACES = 40
 REPORT_SAMPLES = 100_000  # latency samples in a report, all SLOs together (see report_samples)
@@ -248,13 +255,13 @@ def detect_run_id(spans: pa.Table) -> str | None:
 
 def summarize_run(spec: Spec, spans: pa.Table, run_id: str | None = None,
                   run_meta: dict | None = None, *, ix: RunIndex | None = None,
-                  slices: Any = None) -> dict[str, Any]:
+                  slices: Any = None, source: Any = None) -> dict[str, Any]:
     """Everything a later comparison needs of a run, as JSON-able data (a baseline's body).
 
     With `slices` (one label per span: the gate's slice run ids) each SLO also keeps its
     values per slice, so a candidate interleaved with these slices is judged pair by pair.
     """
-    ix = ix or index_for(spans)
+    ix = ix or index_for(spans, source)
     codes, labels, starts = slice_labels(ix, slices) if slices is not None else (None, [], [])
     run_id = run_id or detect_run_id(spans)
     evals = [evaluate(ix, s) for s in spec.slos]
@@ -333,9 +340,10 @@ def family_decisions(comps: list[tuple[str, Change, float]], alpha: float
 
 class _Check:
     def __init__(self, spec: Spec, spans: pa.Table, baseline: dict | None,
-                 run_meta: dict | None, run_id: str | None, slices: Any = None):
+                 run_meta: dict | None, run_id: str | None, slices: Any = None,
+                 source: Any = None):
         self.spec = spec
-        self.ix = index_for(spans)
+        self.ix = index_for(spans, source)
         # Slice-level comparisons: pairs (baseline slice, candidate slice) of the ABBA order,
         # when both sides come with slices that interleave (a gate's own baseline).
         self.pairs: list[tuple[int, int]] = []
@@ -853,7 +861,8 @@ class _Check:
         # The detectors are DuckDB queries, which run without the GIL: in a second thread
         # they overlap the numpy work below instead of following it.
         pool = ThreadPoolExecutor(1, thread_name_prefix="slo-detectors")
-        detecting = pool.submit(run_detectors, ix.table, spec.detectors)
+        detecting = pool.submit(run_detectors, ix.table, spec.detectors,
+                                sql=ix.source.sql if ix.source is not None else None)
         pool.shutdown(wait=False)
         evals = [evaluate(ix, s) for s in spec.slos]
         base_slos = (self.baseline or {}).get("slos") or {}
@@ -981,12 +990,14 @@ def _welch_greater(base: dict, cand: dict, cand_n: int, base_n: int, alpha: floa
 
 def run_check(spec: Spec, spans: pa.Table, baseline: dict | None = None,
               run_meta: dict | None = None, *, run_id: str | None = None,
-              slices: Any = None) -> dict[str, Any]:
+              slices: Any = None, source: Any = None) -> dict[str, Any]:
     """Evaluate `spec` over `spans` (one run), against `baseline` if given: the report dict.
 
     `slices`: one label per span (the gate's slice run ids). With a baseline built with its
     own slices (`build_baseline(..., slices=...)`) interleaved with these, regressions are
     judged over ABBA slice pairs; otherwise request by request, as each result's `method`
-    says.
+    says. `source`: a `slo.ingest.runsource.RunSource` of the same spans, when `spans` holds only
+    `CORE_COLUMNS`: the detectors and the sampling signals read the attributes from it, and
+    the report's traces come whole from it.
     """
-    return _Check(spec, spans, baseline, run_meta, run_id, slices).run()
+    return _Check(spec, spans, baseline, run_meta, run_id, slices, source).run()

@@ -141,7 +141,7 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     out.unanswered_clients = int(unanswered.sum())
     if out.unanswered_clients:
         calls = np.flatnonzero(client)
-        keys = _call_keys(t, calls)
+        keys = _call_keys(ix, calls)
         served = set(keys[answered[calls]])
         cut = unanswered[calls] & np.isin(keys, list(served))
         out.cut_calls = int(cut.sum())
@@ -158,8 +158,7 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     if requests and out.traces < SENT_SHARE * requests:
         out.signals.append(f"the load sent {requests} requests but {out.traces} traces "
                            "arrived: the services sample (or drop) whole traces")
-    attrs = ix.column("attributes")
-    hits = pc.filter(attrs, pc.match_substring_regex(attrs, _SIGNAL_KEYS))
+    hits = ix.attributes_matching(_SIGNAL_KEYS)
     if len(hits):
         n_sampler = int(pc.sum(pc.match_substring_regex(hits, _SAMPLER_KEYS.pattern)).as_py()
                         or 0)
@@ -180,10 +179,11 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
 _PEER = r'"(?:url\.full|http\.url)":"[a-zA-Z]+://(?P<peer>[^/"?#]+)'
 
 
-def _call_keys(t: pa.Table, rows: np.ndarray) -> np.ndarray:
+def _call_keys(ix: RunIndex, rows: np.ndarray) -> np.ndarray:
     """Caller service, span name and the host:port called, per client span row."""
+    t = ix.table
     take = pa.array(rows)
-    matched = pc.extract_regex(t.column("attributes").take(take), _PEER)
+    matched = pc.extract_regex(ix.attributes(rows), _PEER)
     peer = pc.fill_null(pc.struct_field(matched, "peer"), "")
     key = pc.binary_join_element_wise(t.column("service").take(take),
                                       t.column("name").take(take), peer, "|")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
@@ -48,8 +48,11 @@ class CountStats:
 class RunIndex:
     """One span table, with parent rows resolved and the columns checks need as numpy."""
 
-    def __init__(self, spans: pa.Table):
+    def __init__(self, spans: pa.Table, source: Any = None):
         self.table = spans
+        #: a `slo.ingest.runsource.RunSource` of the same spans, when `spans` lacks the attributes
+        #: column: attributes and whole traces are then read from it, where they are needed
+        self.source = source if "attributes" not in spans.column_names else None
         self.n = spans.num_rows
         self._dict_cache: dict[str, tuple[np.ndarray, list[str]]] = {}
 
@@ -173,18 +176,25 @@ class RunIndex:
         out[db] = sc
         return out, list(uniq)
 
-    def _levels(self, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
-        """Ancestors of `rows` level by level: [(ancestor rows, positions in rows)], cyclic?"""
-        levels = []
+    def _walk(self, rows: np.ndarray, cyclic: list[bool]
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Ancestors of `rows` level by level: (ancestor rows, positions in rows); appends to
+        `cyclic` whether rows were still climbing after MAX_DEPTH levels."""
         cur, keep = rows, np.arange(len(rows))
         for _ in range(MAX_DEPTH):
             if len(cur) == 0:
                 break
-            levels.append((cur, keep))
+            yield cur, keep
             nxt = self.parent[cur]
             alive = nxt >= 0
             cur, keep = nxt[alive], keep[alive]
-        return levels, len(cur) > 0
+        cyclic.append(len(cur) > 0)
+
+    def _levels(self, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+        """Ancestors of `rows` level by level: [(ancestor rows, positions in rows)], cyclic?"""
+        cyclic: list[bool] = []
+        levels = list(self._walk(rows, cyclic))
+        return levels, cyclic[0]
 
     @cached_property
     def _db_levels(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
@@ -193,14 +203,19 @@ class RunIndex:
     def _ancestor_pairs(self, rows: np.ndarray, selected_mask: np.ndarray,
                         levels: tuple[list[tuple[np.ndarray, np.ndarray]], bool] | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
-        """(selected row, descendant row) for every descendant in `rows` (self included)."""
-        steps, cyclic = levels if levels is not None else self._levels(rows)
+        """(selected row, descendant row) for every descendant in `rows` (self included).
+
+        Without cached `levels` the levels are walked one at a time, not all held at once:
+        over every span of a large run they would be several times the run's ids."""
+        climbing: list[bool] = []
+        steps = levels[0] if levels is not None else self._walk(rows, climbing)
         sel_parts, desc_parts = [], []
         for cur, keep in steps:
             hit = selected_mask[cur]
             if hit.any():
                 sel_parts.append(cur[hit])
                 desc_parts.append(rows[keep[hit]])
+        cyclic = levels[1] if levels is not None else climbing[0]
         if not sel_parts:
             e = np.zeros(0, np.int64)
             return e, e
@@ -274,7 +289,7 @@ class RunIndex:
             mask &= is_root if selector.root else ~is_root
         rows = np.flatnonzero(mask)
         if selector.attributes and len(rows):
-            attrs = self.column("attributes").take(pa.array(rows)).to_pylist()
+            attrs = self.attributes(rows).to_pylist()
             want = dict(selector.attributes)
             ok = np.fromiter((_attrs_match(a, want) for a in attrs), bool, len(rows))
             rows = rows[ok]
@@ -282,14 +297,32 @@ class RunIndex:
 
     # -- rows ------------------------------------------------------------------------------
 
+    def attributes(self, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+        """The attributes JSON of these rows."""
+        take = pa.array(np.asarray(rows, np.int64))
+        if self.source is None:
+            return self.column("attributes").take(take)
+        return self.source.attributes_of(self.column("trace_id").take(take),
+                                         self.column("span_id").take(take))
+
+    def attributes_matching(self, pattern: str) -> pa.Array | pa.ChunkedArray:
+        """The attributes JSON of the spans where the regular expression matches."""
+        if self.source is not None:
+            return self.source.attributes_matching(pattern)
+        attrs = self.column("attributes")
+        return pc.filter(attrs, pc.match_substring_regex(attrs, pattern))
+
     def trace_rows(self, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """All span rows of the given traces, grouped by trace id (one scan for all)."""
         ids = sorted(set(trace_ids))
         if not ids or self.n == 0:
             return {}
-        mask = pc.is_in(self.column("trace_id"), value_set=pa.array(ids))
         out: dict[str, list[dict[str, Any]]] = {t: [] for t in ids}
-        for row in self.table.filter(mask).to_pylist():
+        if self.source is not None:  # whole rows, read for these traces only
+            whole = self.source.traces(ids)
+        else:
+            whole = self.table.filter(pc.is_in(self.column("trace_id"), value_set=pa.array(ids)))
+        for row in whole.to_pylist():
             out[row["trace_id"]].append(row)
         return out
 
@@ -298,19 +331,24 @@ class RunIndex:
         return t.take(pa.array(np.asarray(rows, np.int64))).to_pylist()
 
 
-_LAST: tuple[weakref.ref, RunIndex] | None = None
+# (a weakref.ref; typed as its call so that `ref() is spans` does not make `spans` Optional)
+_LAST: tuple[Callable[[], Any], RunIndex] | None = None
 
 
-def index_for(spans: pa.Table) -> RunIndex:
+def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
     """The RunIndex of a table, reused while the same table object is alive.
+
+    `source`: where a table without the attributes column finds them (see `RunIndex`).
 
     `slo check --save-baseline` evaluates one run twice (check, then baseline): the parent
     resolution and statement normalization are then done once.
     """
     global _LAST
     if _LAST is not None and _LAST[0]() is spans:
+        if source is not None and "attributes" not in spans.column_names:
+            _LAST[1].source = source
         return _LAST[1]
-    ix = RunIndex(spans)
+    ix = RunIndex(spans, source)
     _LAST = (weakref.ref(spans), ix)
     return ix
 

@@ -192,3 +192,86 @@ def test_unlabelled_spans_join_the_run_of_their_trace(tmp_path):
     # trace 3 has no labelled span: it stays in the unlabelled run only
     assert s.read("").num_rows == 4
     w.close()
+
+
+def _commit_all(w, tables):
+    """`w.commit` each table from its own thread; returns the exception (or None) of each."""
+    results: list[BaseException | None] = [None] * len(tables)
+
+    def one(i):
+        try:
+            w.commit(tables[i])
+        except BaseException as e:  # noqa: BLE001 - returned to the test
+            results[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(tables))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_group_commit_writes_concurrent_tables_together(tmp_path, monkeypatch):
+    """Callers that arrive while a write is under way share the next write (one flush)."""
+    w = StoreWriter(tmp_path)
+    groups: list[int] = []
+    first = threading.Event()
+    real = w.append_many
+
+    def slow_append(tables):
+        groups.append(len(tables))
+        if not first.is_set():  # hold the first write until the others are queued
+            first.set()
+            deadline = threading.Event()
+            while len(w._commit_queue) < 7 and not deadline.wait(0.01):
+                pass
+        real(tables)
+
+    monkeypatch.setattr(w, "append_many", slow_append)
+    results = _commit_all(w, [_table("r", 10, start=i * 10) for i in range(8)])
+    assert results == [None] * 8
+    assert groups == [1, 7]  # the first alone, the seven that waited in one write
+    assert SpanStore(tmp_path).read("r").num_rows == 80  # visible before any compaction
+    w.close()
+    assert SpanStore(tmp_path).read("r").num_rows == 80
+
+
+def test_group_commit_failure_reaches_every_caller_of_the_group(tmp_path, monkeypatch):
+    """A failed write is an error for each request in it (none may be acknowledged), and
+    the next group starts a fresh segment that works."""
+    w = StoreWriter(tmp_path)
+    calls = []
+
+    def broken(tables):
+        calls.append(len(tables))
+        wait = threading.Event()
+        while len(calls) == 1 and len(w._commit_queue) < 3 and not wait.wait(0.01):
+            pass  # the first write fails only once the other three wait for the next
+        raise OSError("disk full")
+
+    monkeypatch.setattr(w, "append_many", broken)
+    results = _commit_all(w, [_table("r", 5, start=i * 5) for i in range(4)])
+    assert all(isinstance(e, OSError) and "disk full" in str(e) for e in results), results
+    assert calls == [1, 3]
+    monkeypatch.undo()
+    w.commit(_table("r", 3, start=100))
+    w.close()
+    assert SpanStore(tmp_path).read("r").num_rows == 3
+
+
+def test_read_only_some_columns(tmp_path):
+    """A stage reads the columns it needs, in its order, with the same rows (adopted spans of
+    unlabelled services included) as a read of every column; an unknown column is named."""
+    w = StoreWriter(tmp_path)
+    w.append(_table("", 4, start=0, trace_every=2, tag="u"))  # unlabelled, traces 1 and 2
+    w.append(_table("r", 3, start=2, trace_every=2, tag="r"))  # traces 2 and 3
+    w.close()
+    s = SpanStore(tmp_path)
+    whole = s.read("r", start_ns=1_000_001)
+    some = s.read("r", start_ns=1_000_001, columns=["name", "end_ns"])
+    assert some.column_names == ["name", "end_ns"]
+    assert sorted(some["name"].to_pylist()) == sorted(whole["name"].to_pylist())
+    assert sorted(some["name"].to_pylist()) == ["r0", "r1", "r2", "u2", "u3"]
+    with pytest.raises(SourceError, match="no span column"):
+        s.read("r", columns=["name", "bogus"])

@@ -1,0 +1,116 @@
+"""The spans of a stored run as a DuckDB relation over its Parquet files, read on demand.
+
+`slo check` holds in memory only the columns it computes over for every span (ids, names,
+times, promoted attributes). The JSON attributes, the largest column, stay on disk: DuckDB
+scans them where a stage needs them (the detectors, the sampling signals), in its own
+threads and within its memory limit, and whole rows come back only for the handful of
+traces a report shows. The relation means exactly what `SpanStore.read` means: the run's
+spans, plus the unlabelled spans of its traces (adopted), inside the time window.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from slo.ingest.spans import SCHEMA
+
+#: What DuckDB may hold before it spills to its temp directory (DuckDB's default: 80% of RAM).
+MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY", "1GB")
+
+
+def connect(temp_dir: Path | None = None) -> Any:
+    """A DuckDB connection that spills to `temp_dir` (default: the system's) past
+    `MEMORY_LIMIT` instead of growing with the run."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    # a directory of its own (DuckDB makes it when it first spills and removes it on close)
+    temp = temp_dir or Path(tempfile.gettempdir()) / f"slo-duckdb-{os.getpid()}-{id(con):x}"
+    con.execute(f"SET temp_directory = '{str(temp).replace(chr(39), chr(39) * 2)}'")
+    return con
+
+
+def _files(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+class RunSource:
+    """One or more runs of a span store, as SQL over their Parquet segments.
+
+    Build it with `SpanStore.source(...)` (which returns None while spans of the run still
+    sit in the write-ahead log: then the whole table is read as before).
+    """
+
+    def __init__(self, own: Sequence[Path], unlabelled: Sequence[Path], *,
+                 start_ns: int | None = None, end_ns: int | None = None,
+                 temp_dir: Path | None = None):
+        window = []
+        if start_ns is not None:
+            window.append(f"start_ns >= {int(start_ns)}")
+        if end_ns is not None:
+            window.append(f"start_ns < {int(end_ns)}")
+        where = f" WHERE {' AND '.join(window)}" if window else ""
+        own_sql = f"SELECT * FROM read_parquet({_files(own)})"
+        sql = f"SELECT * FROM ({own_sql}){where}"
+        if unlabelled:
+            # the spans of services that copy no run id join the run of their trace
+            sql += (f" UNION ALL SELECT o.* REPLACE (r.run_id AS run_id) FROM "
+                    f"read_parquet({_files(unlabelled)}) o JOIN (SELECT trace_id, "
+                    f"min(run_id) AS run_id FROM ({own_sql}) GROUP BY trace_id) r "
+                    f"ON o.trace_id = r.trace_id"
+                    + where.replace("start_ns", "o.start_ns"))
+        self.sql = sql
+        self.temp_dir = temp_dir
+        self._con: Any = None
+
+    @property
+    def con(self) -> Any:
+        """The DuckDB connection (made on first use)."""
+        if self._con is None:
+            self._con = connect(self.temp_dir)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def traces(self, trace_ids: Iterable[str]) -> pa.Table:
+        """Every column of every span of these traces (`slo.ingest.spans.SCHEMA`)."""
+        ids = sorted(set(trace_ids))
+        if not ids:
+            return SCHEMA.empty_table()
+        t = self.con.sql(f"SELECT * FROM ({self.sql}) WHERE trace_id IN "
+                         "(SELECT unnest($1::VARCHAR[]))", params=[ids]).to_arrow_table()
+        return t.select(SCHEMA.names).cast(SCHEMA)
+
+    def attributes_of(self, trace_ids: pa.Array | pa.ChunkedArray,
+                      span_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The attributes JSON of these spans (pairs of ids), in the order given ("{}" for a
+        span not found)."""
+        want = pa.table({"i": pa.array(np.arange(len(trace_ids), dtype=np.int64)),
+                         "trace_id": trace_ids, "span_id": span_ids})
+        self.con.register("slo_wanted_spans", want)
+        try:
+            t = self.con.sql(
+                f"SELECT w.i, coalesce(any_value(s.attributes), '{{}}') AS attributes "
+                f"FROM slo_wanted_spans w LEFT JOIN ({self.sql}) s "
+                "ON s.trace_id = w.trace_id AND s.span_id = w.span_id "
+                "GROUP BY w.i ORDER BY w.i").to_arrow_table()
+        finally:
+            self.con.unregister("slo_wanted_spans")
+        return t.column("attributes").combine_chunks().cast(pa.string())
+
+    def attributes_matching(self, pattern: str) -> pa.Array:
+        """The attributes JSON of the spans where the RE2 `pattern` matches somewhere."""
+        t = self.con.sql(f"SELECT attributes FROM ({self.sql}) WHERE "
+                         "regexp_matches(attributes, $1)", params=[pattern]).to_arrow_table()
+        return t.column("attributes").combine_chunks().cast(pa.string())
