@@ -108,8 +108,8 @@ def _sqlglot_tokens(statement: str) -> Iterator[Token]:
             i += 1
         elif text[:1].isalpha() or text[:1] == "_":
             yield WORD, " ".join(text.split())  # `ORDER  BY` is one token: fold inside too
-        else:
-            yield PUNCT, text
+        else:  # sqlglot's `$` parameter can swallow the blank after it: fold that too
+            yield PUNCT, " ".join(text.split()) or text
         i += 1
 
 

@@ -120,6 +120,7 @@ _SQLISH = st.lists(st.sampled_from(
 
 
 @example("$")  # a truncated-statement repair once added tokens nobody wrote
+@example("$ A$--")  # sqlglot's `$` parameter token once kept the blank after it
 @example("SELECT 'abc")
 @given(st.one_of(st.text(max_size=200), _SQLISH))
 def test_any_text_normalizes_idempotently(text: str) -> None:
