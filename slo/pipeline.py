@@ -108,7 +108,7 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
         if f.get("statement") and f.get("message") and f["statement"] not in f["message"]:
             lines.append(f"       statement: {f['statement']}")
     if report_dir:
-        lines.append(f"reports: {Path(report_dir) / 'slo-report.html'} (and .json, .md, junit.xml)")
+        lines.append(f"reports: {Path(report_dir) / 'slo-report.html'} (and .json, .md, .sarif, junit.xml)")
     return "\n".join(lines)
 
 
