@@ -93,7 +93,7 @@ def summary_text(report: dict[str, Any], report_dir: str | os.PathLike | None = 
         unit = r.get("unit") or ""
         lines.append(
             f"  FAIL {r.get('slo')} {r.get('objective')} [{r.get('status')}]: "
-            f"observed {units.value(r.get('observed'), unit)}, budget {units.value(r.get('budget'), unit)}"
+            f"observed {units.value(r.get('observed'), unit)}, budget {units.budget(r)}"
             + (f", baseline {units.value(r.get('baseline'), unit)}" if r.get("baseline") is not None else "")
         )
         if r.get("explanation"):

@@ -119,9 +119,9 @@ def test_summary_names_failures_and_findings() -> None:
     report = {
         "verdict": "fail", "run_id": "c", "baseline_run_id": "b",
         "results": [
-            {"slo": "stock", "objective": "latency_regression", "status": "fail", "unit": "ms",
-             "observed": 30.0, "budget": 3.0, "baseline": 2.0, "explanation": "index gone",
-             "trace_id": "abc"},
+            {"slo": "stock", "objective": "latency_regression", "kind": "regression",
+             "status": "fail", "unit": "ms", "observed": 30.0, "budget": 0.03, "baseline": 2.0,
+             "explanation": "index gone", "trace_id": "abc"},
             {"slo": "x", "objective": "error_rate", "status": "pass", "unit": "ratio",
              "observed": 0.0, "budget": 0.01},
         ],
@@ -131,6 +131,8 @@ def test_summary_names_failures_and_findings() -> None:
     text = summary_text(report, "reports")
     assert "FAIL" in text.splitlines()[0] and "1/2 results pass" in text
     assert "stock latency_regression" in text and "index gone" in text and "abc" in text
+    # a regression's budget is the allowed increase, in the words of every other report
+    assert "observed 30.0 ms, budget +3% vs baseline, baseline 2.00 ms" in text
     assert "n_plus_one" in text and "reports/slo-report.html" in text
 
 
