@@ -488,10 +488,10 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
 
 
 def _preload_check() -> None:
-    import slo.ingest.store  # noqa: F401
-    import slo.judge.baseline  # noqa: F401
-    import slo.judge.check  # noqa: F401
-    import slo.judge.spec  # noqa: F401
+    import slo.ingest.store
+    import slo.judge.baseline
+    import slo.judge.check
+    import slo.judge.spec
     import slo.report.writers  # noqa: F401
 
 

@@ -211,7 +211,7 @@ def private_sqlite_db(workdir: Path) -> Path:
         try:
             seed.ensure_seeded(str(template))
             sut_db.set_inventory_index(str(template), True)
-        except Exception as e:  # noqa: BLE001 - SutError or a driver error: one line
+        except Exception as e:  # SutError or a driver error: one line, exit 2
             raise GateError(f"could not prepare the SUT database {template}: {e}") from e
         dst_path = workdir / "sut.db"
         src = sqlite3.connect(str(template))
