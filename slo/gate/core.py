@@ -268,15 +268,15 @@ class Gate:
         procs = f" in {self.c.locust_processes} Locust processes" if self.c.locust_processes > 1 else ""
         self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users{procs} "
                  f"({left:.0f} s of load left)")
-        self._sleep(self.c.warmup / 2)
+        self.sleep(self.c.warmup / 2)
         self.set_slice(f"{self.gate_id}-warmup", "candidate")  # two deployments: warm both
-        self._sleep(self.c.warmup / 2)
+        self.sleep(self.c.warmup / 2)
         self.phase("warmup")
         ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
         for i, side in enumerate(sides):
             self.set_slice("")  # gap: requests in flight at the switch carry no run id
             self.target.switch(side)
-            self._sleep(self.c.gap)
+            self.sleep(self.c.gap)
             run_id = f"{self.gate_id}-{side[0]}{i:02d}"
             ids[side].append(run_id)
             self.set_slice(run_id, side)
@@ -289,7 +289,7 @@ class Gate:
                 f"{side} phase, slice {n_side}/{sides.count(side)}"
                 + (f" ({what})" if what else "") + f", {left:.0f} s of load left"
             )
-            self._sleep(slice_s)
+            self.sleep(slice_s)
         self.set_slice("")
         self.phase("load")
         return ids
@@ -314,7 +314,7 @@ class Gate:
         self.wait_until("traffic (locust -> target -> collector)", flowing, list(self.procs),
                         timeout)
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         """Sleep, but end the gate (exit 2) as soon as any of our processes dies."""
         self.supervisor.sleep(seconds, message="{name} exited during the gate (code {code})")
 

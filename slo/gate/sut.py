@@ -53,6 +53,12 @@ class SutTarget(Target):
     separate_hosts = False
     #: the SUT exports every 200 ms (OTEL_BSP_SCHEDULE_DELAY below): 3 batch delays of quiet
     span_settle = 0.6
+    #: seconds between clearing the run id and flipping the bugs: Locust processes see the
+    #: empty id within one poll (50 ms) and the requests already sent with the last slice's
+    #: id finish under that slice's bugs, so a baseline slice never holds a request that the
+    #: candidate's N+1 served (the gate's gap after the flip covers the services' own
+    #: 100 ms re-read of the bug state)
+    switch_drain = 0.15
 
     def __init__(self, bugs: list[str], db: str | None = None, cache: str | None = None,
                  workers: int | None = None) -> None:
@@ -113,6 +119,8 @@ class SutTarget(Target):
     def switch(self, side: str) -> None:
         bugs = list(self.bugs) if side == "candidate" else []
         if bugs != self.current:
+            assert self.gate is not None
+            self.gate.sleep(self.switch_drain)
             self.admin_bugs(bugs)
             self._wait_bug_effective(self.current or [], bugs)
             self.current = bugs

@@ -141,3 +141,26 @@ def test_free_port_range_is_bindable() -> None:
     for p in range(base, base + 5):
         check_bindable(p)
     assert os.environ is not None
+
+
+def test_sut_switch_drains_the_last_slice_before_flipping_bugs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests sent with the last slice's run id must finish under its bugs: the pause comes
+    before the flip, and a boundary between two slices of one side flips nothing."""
+    from slo.gate.sut import SutTarget
+
+    events: list[tuple[str, object]] = []
+
+    class FakeGate:
+        def sleep(self, seconds: float) -> None:
+            events.append(("sleep", seconds))
+
+    target = SutTarget(["n_plus_one"])
+    target.gate = FakeGate()  # type: ignore[assignment]
+    target.current = []
+    monkeypatch.setattr(target, "admin_bugs", lambda bugs: events.append(("bugs", bugs)))
+    for side in ("candidate", "candidate", "baseline", "baseline"):
+        target.switch(side)
+    assert events == [("sleep", SutTarget.switch_drain), ("bugs", ["n_plus_one"]),
+                      ("sleep", SutTarget.switch_drain), ("bugs", [])]
+    assert SutTarget.switch_drain >= 0.1  # longer than Locust's run-id poll (50 ms)
