@@ -9,38 +9,71 @@ the real bind, so callers that start servers must still report a port in use cle
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
 from slo.errors import SloError
 
+_RANDOM = random.SystemRandom()
+
+
+def _outside_ephemeral(n: int) -> tuple[int, int] | None:
+    """[low, high) of ports the kernel never picks for outgoing connections, with room for n.
+
+    A port found by `bind(0)` comes from the ephemeral range, the very range every outgoing
+    connection on the machine draws from: between the probe and the server's bind, a client
+    socket (another test's, a browser's) can take it. Ports outside that range are only ever
+    taken by listeners, which the probe sees.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 49152, 65535  # IANA's dynamic range (BSD, macOS, Windows)
+    if lo - 10000 >= 4 * n:
+        return 10000, lo - n
+    if 65535 - hi >= 4 * n:
+        return hi + 1, 65536 - n
+    return None
+
+
+def _candidate(n: int, host: str) -> int:
+    span = _outside_ephemeral(n)
+    if span is None:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]  # (getsockname is typed Any: its shape is per family)
+            return port
+    return _RANDOM.randrange(*span)
+
+
+def _bindable_run(base: int, n: int, host: str) -> bool:
+    socks: list[socket.socket] = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind((host, p))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]  # (getsockname is typed Any: its shape is per family)
-        return port
+    """A port free right now, outside the ephemeral range where one exists."""
+    return free_port_range(1, host=host)
 
 
 def free_port_range(n: int, attempts: int = 200, host: str = "127.0.0.1") -> int:
     """A base port with `n` consecutive free ports after it (the SUT's five services)."""
     for _ in range(attempts):
-        base = free_port(host)
-        if base + n > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, p))
+        base = _candidate(n, host)
+        if base + n <= 65536 and _bindable_run(base, n, host):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
     raise SloError(f"no {n} consecutive free ports found on {host}: free some ports and retry")
 
 

@@ -138,7 +138,14 @@ def _ensure_pg_schema(conn: Any) -> None:
     path = conn.execute("SHOW search_path").fetchone()[0]
     first = path.split(",")[0].strip().strip('"')
     if first and first not in ("$user", "public"):
-        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{first}"')
+        # CREATE SCHEMA IF NOT EXISTS is not safe against itself: two services starting at
+        # once (compose) both pass the check and one dies on pg_namespace's unique index
+        key = f"{first}:sut-schema"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{first}"')
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 def _seed_postgres(conn: Any) -> None:

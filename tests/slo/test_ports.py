@@ -46,3 +46,19 @@ def test_collector_names_a_grpc_port_in_use(tmp_path):
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
             start(CollectorConfig(store=str(tmp_path / "s"), host="127.0.0.1", port=0,
                                   grpc_port=port))
+
+
+def test_free_ports_come_from_outside_the_ephemeral_range():
+    """A port from the ephemeral range can be taken by any outgoing connection between the
+    probe and the server's bind (a gate's SUT then dies with 'Address already in use')."""
+    from pathlib import Path
+
+    from slo.ports import free_port_range
+
+    lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)] + [free_port_range(5) for _ in range(20)]
+    assert all(not lo <= p <= hi for p in ports), (lo, hi, ports)
+    assert len(set(ports)) > 10  # spread out, so parallel runs rarely probe the same one
+    base = free_port_range(5)
+    for p in range(base, base + 5):
+        check_bindable(p)

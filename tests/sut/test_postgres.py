@@ -66,3 +66,36 @@ def test_postgres_and_redis(pg_url: str, tmp_path) -> None:  # type: ignore[no-u
         code = sut.stop()
         receiver.close()
     assert code == 0
+
+
+def test_services_starting_at_once_create_their_schema_once() -> None:
+    """Five services of a compose project start together against a fresh schema: every one
+    must get through schema creation (CREATE SCHEMA IF NOT EXISTS alone races)."""
+    import threading
+
+    schema = f"sut_race_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql://127.0.0.1/test?options=-csearch_path%3D{schema}"
+    conns = [db.raw_connect(url) for _ in range(8)]
+    start, errors = threading.Barrier(len(conns)), []
+
+    def create(conn) -> None:  # type: ignore[no-untyped-def]
+        start.wait()
+        try:
+            seed._ensure_pg_schema(conn)
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    try:
+        for _ in range(5):  # the race is narrow: a few rounds, each on a fresh schema
+            conns[0].execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            start.reset()
+            threads = [threading.Thread(target=create, args=(c,)) for c in conns]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors
+    finally:
+        conns[0].execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for c in conns:
+            c.close()
