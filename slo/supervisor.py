@@ -93,6 +93,7 @@ class Proc:
         self.term_leader_only = term_leader_only
         self.tail_lines = tail_lines
         self.stopped = False  # group seen empty: its id may be reused, signal it no more
+        self.terminated = False  # SIGTERM sent (a second one is not sent)
 
     @property
     def pid(self) -> int:
@@ -125,7 +126,11 @@ class Proc:
             os.killpg(self.pid, sig)
 
     def terminate(self) -> None:
-        """SIGTERM (the group, or the leader only), without waiting."""
+        """SIGTERM (the group, or the leader only), without waiting; once: a second SIGTERM
+        can cut short the clean-up the first one started (gunicorn's, `sut up`'s)."""
+        if self.terminated:
+            return
+        self.terminated = True
         if self.term_leader_only:
             if self.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -348,6 +348,10 @@ class Gate:
         wait_for_spans(store, all_ids, settle=self.target.span_settle, timeout=20, poll=0.1,
                        until=lambda: not any(p.alive() for p in locusts))
         self.phase("spans")
+        if not self.c.keep:  # every span is in: the target winds down while the check runs
+            for p in self.procs:
+                if p is not self._collector:
+                    p.terminate()
         known = {r.run_id for r in store.runs()}
         for side in SIDES:
             missing = [i for i in ids[side] if i not in known]
