@@ -67,23 +67,20 @@ class Regressions:
                 continue
             name = REGRESSION_OBJECTIVES[what]
             unit = {"latency": "ms", "error_rate": "ratio"}.get(what, "count")
-
-            def missing(samples: int, text: str, name: str = name, unit: str = unit,
-                        threshold: float = threshold) -> Result:
-                return Result(slo.name, name, "regression", "no_data", None, threshold, unit,
-                              samples, text, slo.line)
-
             if ev.n == 0:
-                out.append(missing(0, no_data(self.ix, ev, self.run_id)))
+                out.append(Result(slo.name, name, "regression", "no_data", None, threshold,
+                                  unit, 0, no_data(self.ix, ev, self.run_id), slo.line))
             elif not base or not base.get("samples"):
-                out.append(missing(ev.n, f"The baseline has no samples of SLO {slo.name!r}: "
-                                   "nothing to compare with (re-record the baseline with this "
-                                   "spec)."))
+                out.append(Result(slo.name, name, "regression", "no_data", None, threshold,
+                                  unit, ev.n, f"The baseline has no samples of SLO "
+                                  f"{slo.name!r}: nothing to compare with (re-record the "
+                                  "baseline with this spec).", slo.line))
             elif base.get("select", slo.select.as_dict()) != slo.select.as_dict():
-                out.append(missing(ev.n, f"The baseline selected other spans for SLO "
-                                   f"{slo.name!r} ({base['select']}, now "
-                                   f"{slo.select.as_dict()}): not comparable; re-record the "
-                                   "baseline with this spec."))
+                out.append(Result(slo.name, name, "regression", "no_data", None, threshold,
+                                  unit, ev.n, f"The baseline selected other spans for SLO "
+                                  f"{slo.name!r} ({base['select']}, now "
+                                  f"{slo.select.as_dict()}): not comparable; re-record the "
+                                  "baseline with this spec.", slo.line))
             elif what == "latency":
                 out.append(self.latency(ev, base, threshold, name))
             elif what == "error_rate":
