@@ -89,8 +89,8 @@ def slice_table(store_path: Path) -> tuple[Any, list[dict[str, Any]], list[str]]
     """Per SLO, the summaries of every slice of a gate's store, in time order."""
     from slo.gate import embedded_spec_path
     from slo.ingest.store import SpanStore
-    from slo.judge.check import summarize_run
     from slo.judge.spec import load_spec
+    from slo.judge.summary import summarize_run
 
     spec = load_spec(embedded_spec_path())
     store = SpanStore(store_path)
@@ -110,7 +110,7 @@ def decide(spec: Any, per_slo: dict[str, list[dict]], pairs: list[tuple[int, int
     "Alone": the SLO's smallest p-value clears Holm's first step, alpha / m, which is what a
     regression of that one SLO must do; shifting every SLO at once would make the step-down
     easier than a real single regression has it."""
-    from slo.judge.check import family_decisions, latency_comparisons, value_comparisons
+    from slo.judge.pairs import family_decisions, latency_comparisons, value_comparisons
 
     comps, owners = [], []
     for slo in spec.slos:

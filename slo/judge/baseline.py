@@ -20,8 +20,9 @@ from typing import Any
 import pyarrow as pa
 
 from slo.errors import BaselineError
-from slo.judge.check import prefetch_scipy, summarize_run
 from slo.judge.spec import Spec
+from slo.judge.stats import prefetch_scipy
+from slo.judge.summary import summarize_run
 
 VERSION = 1
 KIND = "slo-baseline"

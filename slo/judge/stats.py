@@ -15,6 +15,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
+def prefetch_scipy() -> None:
+    """Start importing scipy.stats (half a second) in the background: only a baseline
+    comparison needs it, and loading a baseline comes just before reading the spans, whose
+    Parquet decoding leaves the GIL free. The real import later waits for this one."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        try:
+            importlib.import_module("scipy.stats")
+        except Exception:  # noqa: BLE001 - the real import, later, reports it
+            pass
+
+    threading.Thread(target=load, name="slo-import-scipy", daemon=True).start()
+
+
 #: Most samples kept per distribution in baselines and reports.
 MAX_SAMPLES = 2000
 
