@@ -345,7 +345,7 @@ def test_defaults_shape():
 
 @pytest.mark.parametrize("config", [{"nplusone": {}}, {"n_plus_one": {"min_cont": 3}}])
 def test_options_not_from_the_spec_are_a_programming_error(config):
-    """The spec validates options (with file:line, tests/slo/test_spec.py); names it cannot
+    """The spec validates options (with file:line, tests/slo/judge/test_spec.py); names it cannot
     have produced mean a caller skipped it."""
     with pytest.raises(ValueError, match="slo.judge.spec.parse_spec"):
         run_detectors(table(order(True)), config)
