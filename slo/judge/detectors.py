@@ -371,6 +371,29 @@ _SERVER_PORT = """coalesce(
         json_extract_string({a}, '$."http.url"'), ''), '^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER))"""
 
 
+def _broken_finding(reason: str, r: Mapping[str, Any], total: int, *, trace_id: str,
+                    span_id: str, extra: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """One broken-trace finding: both reasons share every field but their exemplar and the
+    `extra` evidence (which parent is missing, or which caller split the trace), so the
+    report reads them alike."""
+    traces = int(r["traces"])
+    return {
+        "detector": "broken_trace",
+        "reason": reason,
+        "service": r["service"],
+        "span": r["name"],
+        "statement": None,
+        "count": traces,
+        "traces": traces,
+        "share": round(r["traces"] / total, 4),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        **extra,
+        "message": message,
+        "saved_ms": None,
+    }
+
+
 def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     total = ctx.traces()
     if total == 0:
@@ -423,27 +446,15 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     for r in orphans:
         if r["traces"] < need or r["traces"] < share * total:
             continue
-        findings.append(
-            {
-                "detector": "broken_trace",
-                "reason": "missing_parent",
-                "service": r["service"],
-                "span": r["name"],
-                "statement": None,
-                "count": int(r["traces"]),
-                "traces": int(r["traces"]),
-                "share": round(r["traces"] / total, 4),
-                "trace_id": r["trace_id"],
-                "span_id": r["span_id"],
-                "missing_parent_span_id": r["parent_span_id"],
-                "message": (
-                    f"{r['service']} `{r['name']}` ({r['kind']}) names a parent span that never "
-                    f"arrived in {r['traces']} of {total} traces: the caller's spans were lost or "
-                    f"not exported"
-                ),
-                "saved_ms": None,
-            }
-        )
+        findings.append(_broken_finding(
+            "missing_parent", r, total, trace_id=r["trace_id"], span_id=r["span_id"],
+            extra={"missing_parent_span_id": r["parent_span_id"]},
+            message=(
+                f"{r['service']} `{r['name']}` ({r['kind']}) names a parent span that never "
+                f"arrived in {r['traces']} of {total} traces: the caller's spans were lost or "
+                f"not exported"
+            ),
+        ))
 
     # Split traces: a root server span that runs inside a client span of another trace
     # which has no child of its own (the callee started a new trace instead).
@@ -495,30 +506,20 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         r.update(r.pop("x"))
         if r["traces"] < need or r["traces"] < share * total:
             continue
-        findings.append(
-            {
-                "detector": "broken_trace",
-                "reason": "split_trace",
-                "service": r["service"],
-                "span": r["name"],
-                "statement": None,
-                "count": int(r["traces"]),
-                "traces": int(r["traces"]),
-                "share": round(r["traces"] / total, 4),
-                "trace_id": r["caller_trace_id"],
-                "span_id": r["caller_span_id"],
+        findings.append(_broken_finding(
+            "split_trace", r, total, trace_id=r["caller_trace_id"], span_id=r["caller_span_id"],
+            extra={
                 "caller_service": r["caller_service"],
                 "caller_span": r["caller_name"],
                 "split_trace_id": r["split_trace_id"],
                 "split_span_id": r["split_span_id"],
-                "message": (
-                    f"{r['caller_service']} `{r['caller_name']}` called {r['service']} without trace "
-                    f"context: `{r['name']}` started a new trace instead ({r['traces']} split traces); "
-                    f"propagate `traceparent` on that call"
-                ),
-                "saved_ms": None,
-            }
-        )
+            },
+            message=(
+                f"{r['caller_service']} `{r['caller_name']}` called {r['service']} without trace "
+                f"context: `{r['name']}` started a new trace instead ({r['traces']} split traces); "
+                f"propagate `traceparent` on that call"
+            ),
+        ))
     return findings
 
 
