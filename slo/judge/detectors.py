@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -28,6 +28,14 @@ import pyarrow as pa
 
 from slo import units
 from slo.errors import SloError
+from slo.ingest.spans import (
+    CLIENT_PORT_ATTRS,
+    HTTP_HOST_ATTRS,
+    HTTP_METHOD_ATTRS,
+    HTTP_ROUTE_ATTRS,
+    SERVER_PORT_ATTRS,
+    URL_FULL_ATTRS,
+)
 from slo.judge import sqlnorm
 
 DEFAULTS: dict[str, dict[str, object]] = {
@@ -95,6 +103,19 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
     row = con.execute(sql, params or []).fetchone()
     assert row is not None, sql
     return row
+
+
+_EMPTY = "''"  # the SQL empty string, a default for `_attr`
+
+
+def _attr(a: str, names: Sequence[str], default: str | None = None) -> str:
+    """SQL for the first of the attributes `names` that the JSON column `a` holds, else
+    `default` (SQL) or NULL. The names come from `slo.ingest.spans`, stable name first, so a
+    detector reads old and new semantic conventions the way ingest promotes them."""
+    parts = [f"""json_extract_string({a}, '$."{n}"')""" for n in names]
+    if default is not None:
+        parts.append(default)
+    return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
 
 def _ms(ns: float | int | None) -> float:
@@ -300,10 +321,8 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     """The same downstream route called >= min_count times one after another under one
     parent. The route is the callee's server span name (`GET /products/<int:product_id>`),
     else the client span's `http.route`, else its URL with ids templated."""
-    url = """coalesce(json_extract_string(c.attributes, '$."url.full"'),
-                      json_extract_string(c.attributes, '$."http.url"'), '')"""
-    method = """coalesce(json_extract_string(c.attributes, '$."http.request.method"'),
-                         json_extract_string(c.attributes, '$."http.method"'), c.name)"""
+    url = _attr("c.attributes", URL_FULL_ATTRS, _EMPTY)
+    method = _attr("c.attributes", HTTP_METHOD_ATTRS, "c.name")
     ctes = f"""
         WITH c AS (
             SELECT * FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
@@ -316,7 +335,7 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         ), calls AS (
             SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns,
                    coalesce(srv.name,
-                            nullif(json_extract_string(c.attributes, '$."http.route"'), ''),
+                            nullif({_attr("c.attributes", HTTP_ROUTE_ATTRS)}, ''),
                             nullif({method} || ' ' || {_ROUTE_OF_URL.format(u=url)}, {method} || ' '),
                             c.name) AS route
             FROM c SEMI JOIN parents USING (pid) LEFT JOIN srv ON srv.pid = c.id
@@ -326,10 +345,9 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     for r, shared in _repeat_groups(ctx, o, ctes, "route"):
         calls = _rows(
             ctx.con,
-            """SELECT c.span_id, (c.start_ns - min(c.start_ns) OVER ()) AS offset_ns,
+            f"""SELECT c.span_id, (c.start_ns - min(c.start_ns) OVER ()) AS offset_ns,
                       c.end_ns - c.start_ns AS duration_ns,
-                      coalesce(json_extract_string(c.attributes, '$."url.full"'),
-                               json_extract_string(c.attributes, '$."http.url"'), c.name) AS url,
+                      {_attr("c.attributes", URL_FULL_ATTRS, "c.name")} AS url,
                       (SELECT min(s.service) FROM m s WHERE s.pid = c.id) AS callee
                FROM m c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
                ORDER BY c.start_ns LIMIT 200""",
@@ -357,18 +375,23 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -------------------------------------------------------------------------- broken traces
 
-_CLIENT_PORT = """coalesce(
-    try_cast(json_extract_string({a}, '$."server.port"') AS INTEGER),
-    try_cast(json_extract_string({a}, '$."net.peer.port"') AS INTEGER),
-    try_cast(nullif(regexp_extract(coalesce(json_extract_string({a}, '$."url.full"'),
-        json_extract_string({a}, '$."http.url"'), ''), '^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER))"""
-_SERVER_PORT = """coalesce(
-    try_cast(json_extract_string({a}, '$."server.port"') AS INTEGER),
-    try_cast(json_extract_string({a}, '$."net.host.port"') AS INTEGER),
-    try_cast(nullif(regexp_extract(coalesce(json_extract_string({a}, '$."http.host"'), ''),
-        ':([0-9]+)$', 1), '') AS INTEGER),
-    try_cast(nullif(regexp_extract(coalesce(json_extract_string({a}, '$."url.full"'),
-        json_extract_string({a}, '$."http.url"'), ''), '^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER))"""
+def _port(a: str, port_names: Sequence[str], host_names: Sequence[str] = ()) -> str:
+    """SQL for a span's port (JSON attributes `a`): the first port attribute that is a number,
+    else the port of a `host:port` attribute, else the port in its URL; NULL if none."""
+    ports = [f"try_cast({_attr(a, [n])} AS INTEGER)" for n in port_names]
+    ports += [f"try_cast(nullif(regexp_extract({_attr(a, [n], _EMPTY)}, ':([0-9]+)$', 1), '') "
+              "AS INTEGER)" for n in host_names]
+    ports.append(f"try_cast(nullif(regexp_extract({_attr(a, URL_FULL_ATTRS, _EMPTY)}, "
+                 "'^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER)")
+    return f"coalesce({', '.join(ports)})"
+
+
+def _client_port(a: str) -> str:
+    return _port(a, CLIENT_PORT_ATTRS)
+
+
+def _server_port(a: str) -> str:
+    return _port(a, SERVER_PORT_ATTRS, HTTP_HOST_ATTRS)
 
 
 def _broken_finding(reason: str, r: Mapping[str, Any], total: int, *, trace_id: str,
@@ -469,7 +492,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     ctx.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dangling AS
            SELECT c.tid, c.trace_id, c.span_id, c.service, c.name, c.start_ns, c.end_ns,
-                  coalesce({_CLIENT_PORT.format(a="c.attributes")}, 0) AS port
+                  coalesce({_client_port("c.attributes")}, 0) AS port
            FROM m c WHERE c.id IN (SELECT id FROM dangling_ids)"""
     )
     # Each root server span is matched (ASOF: by port, then the latest start) to the dangling
@@ -480,7 +503,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         f"""
         WITH r AS (
             SELECT tid, trace_id, span_id, service, name, start_ns, end_ns,
-                   coalesce({_SERVER_PORT.format(a="attributes")}, 0) AS port
+                   coalesce({_server_port("attributes")}, 0) AS port
             FROM m WHERE pid IS NULL AND kind = 'server'
         ), pairs AS (
             SELECT r.tid, r.trace_id, r.span_id, r.service, r.name, r.end_ns - r.start_ns AS dur,
@@ -532,7 +555,7 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     # for the runs that are long enough and would save enough.
     rows = _rows(
         ctx.con,
-        """
+        f"""
         WITH c0 AS (
             SELECT id, pid, start_ns, end_ns FROM m
             WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL AND end_ns - start_ns >= $1
@@ -566,10 +589,8 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             FROM m ch SEMI JOIN calls ON ch.pid = calls.id GROUP BY ch.pid
         ), named AS (
             SELECT calls.*, coalesce(callee.callee,
-                       nullif(regexp_extract(coalesce(
-                           json_extract_string(s.attributes, '$."url.full"'),
-                           json_extract_string(s.attributes, '$."http.url"'), ''),
-                           '^[a-zA-Z]+://([^/?#]+)', 1), ''),
+                       nullif(regexp_extract({_attr("s.attributes", URL_FULL_ATTRS, _EMPTY)},
+                                             '^[a-zA-Z]+://([^/?#]+)', 1), ''),
                        calls.name) AS callee
             FROM calls LEFT JOIN callee ON callee.id = calls.id
             JOIN spans s ON s.trace_id = calls.trace_id AND s.span_id = calls.span_id
