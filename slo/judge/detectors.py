@@ -189,9 +189,10 @@ class _Context:
             ).fetchall()
             nids: dict[str, int] = {}
             hashes, ids = [], []
+            shown = sqlnorm.shown(raw for raw, _ in raws)  # keyword case does not split one
             for raw, h in raws:
                 hashes.append(h)
-                ids.append(nids.setdefault(sqlnorm.normalize(raw), len(nids)))
+                ids.append(nids.setdefault(shown[raw], len(nids)))
             self.norms = list(nids)
             self.con.register("stmts", pa.table({"h": pa.array(hashes, pa.uint64()), "nid": pa.array(ids, pa.int32())}))
             self.con.execute(

@@ -71,6 +71,20 @@ def test_n_plus_one_found_aggregated_across_traces():
     assert "20 times" in f["message"]
 
 
+def test_n_plus_one_counts_a_statement_whatever_its_keyword_case():
+    """Two code paths spelling one query `select` and `SELECT` run one statement: 3 + 3 is
+    an N+1 of 6, not two runs of 3 below the threshold of 5."""
+    t = Trace()
+    root = t.span("product-service", "GET /products", 0, 20, kind="server")
+    for i in range(6):
+        sql = "{} name {} categories {} id = " + str(i)
+        t.query("product-service", root, 1 + i * 0.15, 0.1,
+                sql.format(*(("select", "from", "where") if i % 2 else ("SELECT", "FROM", "WHERE"))))
+    [f] = only(run_detectors(table(t)), "n_plus_one")
+    assert f["count"] == 6
+    assert f["statement"] == "SELECT name FROM categories WHERE id = ?"  # as written, one of the two
+
+
 def test_four_repeats_are_not_n_plus_one():
     assert only(run_detectors(table(product_list(4))), "n_plus_one") == []
 
