@@ -422,18 +422,18 @@ class SloView:
     def statements(self, objective: str) -> list[tuple[int, str, str]]:
         """(runs, service, normalized statement) under the exemplar span, most runs first."""
         from slo.ingest.spans import statement as db_statement
-        from slo.judge.sqlnorm import normalize
+        from slo.judge.sqlnorm import shown
         from slo.judge.traces import subtree
 
         trace, r = self.worst_trace(objective), self.result(objective)
         if not trace:
             return []
         spans = subtree(trace["spans"], r.get("span_id") or "") or trace["spans"]
-        counts: Counter[tuple[str, str]] = Counter()
-        for s in spans:
-            stmt = db_statement(s.get("attributes") or {})
-            if stmt:
-                counts[(str(s.get("service") or ""), normalize(stmt))] += 1
+        stmts = [(str(s.get("service") or ""), db_statement(s.get("attributes") or {}))
+                 for s in spans]
+        texts = shown(stmt for _, stmt in stmts if stmt)  # keyword case does not split one
+        counts: Counter[tuple[str, str]] = Counter(
+            (svc, texts[stmt]) for svc, stmt in stmts if stmt)
         return [(n, svc, stmt) for (svc, stmt), n in
                 sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 

@@ -68,14 +68,33 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+# Semantic-convention attribute names, as (stable, old) where OTel renamed one: a span may
+# carry either or both (`OTEL_SEMCONV_STABILITY_OPT_IN`), and the stable name wins. Every
+# module that reads an attribute by name takes the names from here, so which names mean
+# the same thing, and which of them wins, is decided once.
+DB_SYSTEM_ATTRS = ("db.system.name", "db.system")
+DB_STATEMENT_ATTRS = ("db.query.text", "db.statement")
+HTTP_ROUTE_ATTRS = ("http.route",)
+HTTP_STATUS_ATTRS = ("http.response.status_code", "http.status_code")
+HTTP_METHOD_ATTRS = ("http.request.method", "http.method")
+URL_PATH_ATTRS = ("url.path", "http.target")
+URL_FULL_ATTRS = ("url.full", "http.url")
+#: The port a client span called, and the port a server span listened on (before the URL's).
+CLIENT_PORT_ATTRS = ("server.port", "net.peer.port")
+SERVER_PORT_ATTRS = ("server.port", "net.host.port")
+#: A server span's `Host` header (`host:port`), old conventions only.
+HTTP_HOST_ATTRS = ("http.host",)
+
+#: Every attribute that feeds a promoted column: what a compact (baseline) trace keeps.
+PROMOTED_ATTRS = (*DB_STATEMENT_ATTRS, *DB_SYSTEM_ATTRS, *HTTP_ROUTE_ATTRS, *HTTP_STATUS_ATTRS)
+
 #: Old and stable OTel semantic-convention names that mean the same thing, both ways round
 #: (for matching the attributes a spec names against whichever a span carries).
 SYNONYMS = {
-    "http.method": "http.request.method",
-    "http.status_code": "http.response.status_code",
-    "db.statement": "db.query.text",
-    "db.system": "db.system.name",
-    "http.target": "url.path",
+    old: stable
+    for stable, old in (
+        HTTP_METHOD_ATTRS, HTTP_STATUS_ATTRS, DB_STATEMENT_ATTRS, DB_SYSTEM_ATTRS, URL_PATH_ATTRS
+    )
 }
 SYNONYMS.update({v: k for k, v in list(SYNONYMS.items())})
 
@@ -95,13 +114,17 @@ def promoted_lists(
     statements: list[Any] = []
     routes: list[Any] = []
     codes: list[Any] = []
+    system, old_system = DB_SYSTEM_ATTRS
+    stmt, old_stmt = DB_STATEMENT_ATTRS
+    (route,) = HTTP_ROUTE_ATTRS
+    status, old_status = HTTP_STATUS_ATTRS
     for a in spans_attributes:
         g = a.get
-        systems.append(g("db.system.name") or g("db.system") or "")
-        statements.append(g("db.query.text") or g("db.statement") or "")
-        routes.append(g("http.route") or "")
-        code = g("http.response.status_code")
-        codes.append(g("http.status_code") if code is None else code)
+        systems.append(g(system) or g(old_system) or "")
+        statements.append(g(stmt) or g(old_stmt) or "")
+        routes.append(g(route) or "")
+        code = g(status)
+        codes.append(g(old_status) if code is None else code)
     return systems, statements, routes, codes
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -28,6 +28,14 @@ import pyarrow as pa
 
 from slo import units
 from slo.errors import SloError
+from slo.ingest.spans import (
+    CLIENT_PORT_ATTRS,
+    HTTP_HOST_ATTRS,
+    HTTP_METHOD_ATTRS,
+    HTTP_ROUTE_ATTRS,
+    SERVER_PORT_ATTRS,
+    URL_FULL_ATTRS,
+)
 from slo.judge import sqlnorm
 
 DEFAULTS: dict[str, dict[str, object]] = {
@@ -95,6 +103,19 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
     row = con.execute(sql, params or []).fetchone()
     assert row is not None, sql
     return row
+
+
+_EMPTY = "''"  # the SQL empty string, a default for `_attr`
+
+
+def _attr(a: str, names: Sequence[str], default: str | None = None) -> str:
+    """SQL for the first of the attributes `names` that the JSON column `a` holds, else
+    `default` (SQL) or NULL. The names come from `slo.ingest.spans`, stable name first, so a
+    detector reads old and new semantic conventions the way ingest promotes them."""
+    parts = [f"""json_extract_string({a}, '$."{n}"')""" for n in names]
+    if default is not None:
+        parts.append(default)
+    return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
 
 def _ms(ns: float | int | None) -> float:
@@ -168,9 +189,10 @@ class _Context:
             ).fetchall()
             nids: dict[str, int] = {}
             hashes, ids = [], []
+            shown = sqlnorm.shown(raw for raw, _ in raws)  # keyword case does not split one
             for raw, h in raws:
                 hashes.append(h)
-                ids.append(nids.setdefault(sqlnorm.normalize(raw), len(nids)))
+                ids.append(nids.setdefault(shown[raw], len(nids)))
             self.norms = list(nids)
             self.con.register("stmts", pa.table({"h": pa.array(hashes, pa.uint64()), "nid": pa.array(ids, pa.int32())}))
             self.con.execute(
@@ -300,10 +322,8 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     """The same downstream route called >= min_count times one after another under one
     parent. The route is the callee's server span name (`GET /products/<int:product_id>`),
     else the client span's `http.route`, else its URL with ids templated."""
-    url = """coalesce(json_extract_string(c.attributes, '$."url.full"'),
-                      json_extract_string(c.attributes, '$."http.url"'), '')"""
-    method = """coalesce(json_extract_string(c.attributes, '$."http.request.method"'),
-                         json_extract_string(c.attributes, '$."http.method"'), c.name)"""
+    url = _attr("c.attributes", URL_FULL_ATTRS, _EMPTY)
+    method = _attr("c.attributes", HTTP_METHOD_ATTRS, "c.name")
     ctes = f"""
         WITH c AS (
             SELECT * FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
@@ -316,7 +336,7 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         ), calls AS (
             SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns,
                    coalesce(srv.name,
-                            nullif(json_extract_string(c.attributes, '$."http.route"'), ''),
+                            nullif({_attr("c.attributes", HTTP_ROUTE_ATTRS)}, ''),
                             nullif({method} || ' ' || {_ROUTE_OF_URL.format(u=url)}, {method} || ' '),
                             c.name) AS route
             FROM c SEMI JOIN parents USING (pid) LEFT JOIN srv ON srv.pid = c.id
@@ -326,10 +346,9 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     for r, shared in _repeat_groups(ctx, o, ctes, "route"):
         calls = _rows(
             ctx.con,
-            """SELECT c.span_id, (c.start_ns - min(c.start_ns) OVER ()) AS offset_ns,
+            f"""SELECT c.span_id, (c.start_ns - min(c.start_ns) OVER ()) AS offset_ns,
                       c.end_ns - c.start_ns AS duration_ns,
-                      coalesce(json_extract_string(c.attributes, '$."url.full"'),
-                               json_extract_string(c.attributes, '$."http.url"'), c.name) AS url,
+                      {_attr("c.attributes", URL_FULL_ATTRS, "c.name")} AS url,
                       (SELECT min(s.service) FROM m s WHERE s.pid = c.id) AS callee
                FROM m c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
                ORDER BY c.start_ns LIMIT 200""",
@@ -357,18 +376,46 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -------------------------------------------------------------------------- broken traces
 
-_CLIENT_PORT = """coalesce(
-    try_cast(json_extract_string({a}, '$."server.port"') AS INTEGER),
-    try_cast(json_extract_string({a}, '$."net.peer.port"') AS INTEGER),
-    try_cast(nullif(regexp_extract(coalesce(json_extract_string({a}, '$."url.full"'),
-        json_extract_string({a}, '$."http.url"'), ''), '^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER))"""
-_SERVER_PORT = """coalesce(
-    try_cast(json_extract_string({a}, '$."server.port"') AS INTEGER),
-    try_cast(json_extract_string({a}, '$."net.host.port"') AS INTEGER),
-    try_cast(nullif(regexp_extract(coalesce(json_extract_string({a}, '$."http.host"'), ''),
-        ':([0-9]+)$', 1), '') AS INTEGER),
-    try_cast(nullif(regexp_extract(coalesce(json_extract_string({a}, '$."url.full"'),
-        json_extract_string({a}, '$."http.url"'), ''), '^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER))"""
+def _port(a: str, port_names: Sequence[str], host_names: Sequence[str] = ()) -> str:
+    """SQL for a span's port (JSON attributes `a`): the first port attribute that is a number,
+    else the port of a `host:port` attribute, else the port in its URL; NULL if none."""
+    ports = [f"try_cast({_attr(a, [n])} AS INTEGER)" for n in port_names]
+    ports += [f"try_cast(nullif(regexp_extract({_attr(a, [n], _EMPTY)}, ':([0-9]+)$', 1), '') "
+              "AS INTEGER)" for n in host_names]
+    ports.append(f"try_cast(nullif(regexp_extract({_attr(a, URL_FULL_ATTRS, _EMPTY)}, "
+                 "'^[a-zA-Z]+://[^/:]+:([0-9]+)', 1), '') AS INTEGER)")
+    return f"coalesce({', '.join(ports)})"
+
+
+def _client_port(a: str) -> str:
+    return _port(a, CLIENT_PORT_ATTRS)
+
+
+def _server_port(a: str) -> str:
+    return _port(a, SERVER_PORT_ATTRS, HTTP_HOST_ATTRS)
+
+
+def _broken_finding(reason: str, r: Mapping[str, Any], total: int, *, trace_id: str,
+                    span_id: str, extra: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """One broken-trace finding: both reasons share every field but their exemplar and the
+    `extra` evidence (which parent is missing, or which caller split the trace), so the
+    report reads them alike."""
+    traces = int(r["traces"])
+    return {
+        "detector": "broken_trace",
+        "reason": reason,
+        "service": r["service"],
+        "span": r["name"],
+        "statement": None,
+        "count": traces,
+        "traces": traces,
+        "share": round(r["traces"] / total, 4),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        **extra,
+        "message": message,
+        "saved_ms": None,
+    }
 
 
 def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
@@ -423,27 +470,15 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     for r in orphans:
         if r["traces"] < need or r["traces"] < share * total:
             continue
-        findings.append(
-            {
-                "detector": "broken_trace",
-                "reason": "missing_parent",
-                "service": r["service"],
-                "span": r["name"],
-                "statement": None,
-                "count": int(r["traces"]),
-                "traces": int(r["traces"]),
-                "share": round(r["traces"] / total, 4),
-                "trace_id": r["trace_id"],
-                "span_id": r["span_id"],
-                "missing_parent_span_id": r["parent_span_id"],
-                "message": (
-                    f"{r['service']} `{r['name']}` ({r['kind']}) names a parent span that never "
-                    f"arrived in {r['traces']} of {total} traces: the caller's spans were lost or "
-                    f"not exported"
-                ),
-                "saved_ms": None,
-            }
-        )
+        findings.append(_broken_finding(
+            "missing_parent", r, total, trace_id=r["trace_id"], span_id=r["span_id"],
+            extra={"missing_parent_span_id": r["parent_span_id"]},
+            message=(
+                f"{r['service']} `{r['name']}` ({r['kind']}) names a parent span that never "
+                f"arrived in {r['traces']} of {total} traces: the caller's spans were lost or "
+                f"not exported"
+            ),
+        ))
 
     # Split traces: a root server span that runs inside a client span of another trace
     # which has no child of its own (the callee started a new trace instead).
@@ -458,7 +493,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     ctx.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dangling AS
            SELECT c.tid, c.trace_id, c.span_id, c.service, c.name, c.start_ns, c.end_ns,
-                  coalesce({_CLIENT_PORT.format(a="c.attributes")}, 0) AS port
+                  coalesce({_client_port("c.attributes")}, 0) AS port
            FROM m c WHERE c.id IN (SELECT id FROM dangling_ids)"""
     )
     # Each root server span is matched (ASOF: by port, then the latest start) to the dangling
@@ -469,7 +504,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         f"""
         WITH r AS (
             SELECT tid, trace_id, span_id, service, name, start_ns, end_ns,
-                   coalesce({_SERVER_PORT.format(a="attributes")}, 0) AS port
+                   coalesce({_server_port("attributes")}, 0) AS port
             FROM m WHERE pid IS NULL AND kind = 'server'
         ), pairs AS (
             SELECT r.tid, r.trace_id, r.span_id, r.service, r.name, r.end_ns - r.start_ns AS dur,
@@ -495,30 +530,20 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         r.update(r.pop("x"))
         if r["traces"] < need or r["traces"] < share * total:
             continue
-        findings.append(
-            {
-                "detector": "broken_trace",
-                "reason": "split_trace",
-                "service": r["service"],
-                "span": r["name"],
-                "statement": None,
-                "count": int(r["traces"]),
-                "traces": int(r["traces"]),
-                "share": round(r["traces"] / total, 4),
-                "trace_id": r["caller_trace_id"],
-                "span_id": r["caller_span_id"],
+        findings.append(_broken_finding(
+            "split_trace", r, total, trace_id=r["caller_trace_id"], span_id=r["caller_span_id"],
+            extra={
                 "caller_service": r["caller_service"],
                 "caller_span": r["caller_name"],
                 "split_trace_id": r["split_trace_id"],
                 "split_span_id": r["split_span_id"],
-                "message": (
-                    f"{r['caller_service']} `{r['caller_name']}` called {r['service']} without trace "
-                    f"context: `{r['name']}` started a new trace instead ({r['traces']} split traces); "
-                    f"propagate `traceparent` on that call"
-                ),
-                "saved_ms": None,
-            }
-        )
+            },
+            message=(
+                f"{r['caller_service']} `{r['caller_name']}` called {r['service']} without trace "
+                f"context: `{r['name']}` started a new trace instead ({r['traces']} split traces); "
+                f"propagate `traceparent` on that call"
+            ),
+        ))
     return findings
 
 
@@ -531,7 +556,7 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     # for the runs that are long enough and would save enough.
     rows = _rows(
         ctx.con,
-        """
+        f"""
         WITH c0 AS (
             SELECT id, pid, start_ns, end_ns FROM m
             WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL AND end_ns - start_ns >= $1
@@ -565,10 +590,8 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             FROM m ch SEMI JOIN calls ON ch.pid = calls.id GROUP BY ch.pid
         ), named AS (
             SELECT calls.*, coalesce(callee.callee,
-                       nullif(regexp_extract(coalesce(
-                           json_extract_string(s.attributes, '$."url.full"'),
-                           json_extract_string(s.attributes, '$."http.url"'), ''),
-                           '^[a-zA-Z]+://([^/?#]+)', 1), ''),
+                       nullif(regexp_extract({_attr("s.attributes", URL_FULL_ATTRS, _EMPTY)},
+                                             '^[a-zA-Z]+://([^/?#]+)', 1), ''),
                        calls.name) AS callee
             FROM calls LEFT JOIN callee ON callee.id = calls.id
             JOIN spans s ON s.trace_id = calls.trace_id AND s.span_id = calls.span_id

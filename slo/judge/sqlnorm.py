@@ -11,6 +11,11 @@ IN-list becomes `IN (?)`, VALUES rows collapse to one, comments go, and the spac
 rebuilt from the tokens so that whitespace never splits a statement. Keywords and
 identifiers keep their case (`"Order Items"` stays quoted, `SUM(quantity)` stays as typed).
 
+Keyword case alone must not split a statement either (`select` in one code path, `SELECT` in
+another is one query to the database): `key` is the grouping key, the normalized text with
+keywords in upper case and identifiers as written, and `shown` picks the text a group of
+statements is shown as, one of its own normalized texts.
+
 Each distinct statement text is normalized once (an LRU cache on `normalize`): a run repeats
 a few statement texts millions of times.
 """
@@ -70,8 +75,9 @@ def _tokenize(statement: str) -> tuple[str, list[Any]]:
         raise
 
 
-def _sqlglot_tokens(statement: str) -> Iterator[Token]:
-    """sqlglot's tokens mapped to the renderer's kinds.
+def _sqlglot_tokens(statement: str, upper_keywords: bool = False) -> Iterator[Token]:
+    """sqlglot's tokens mapped to the renderer's kinds; `upper_keywords`: keywords (words
+    sqlglot does not read as names) in upper case, for the grouping key.
 
     sqlglot drops comments itself; driver parameters arrive in pieces (`%` `s`, `%` `(` `n`
     `)` `s`, `$` `1`, `:` `n`) and are glued back into one `?`; `?::` is one token to it (a
@@ -107,7 +113,10 @@ def _sqlglot_tokens(statement: str) -> Iterator[Token]:
             yield PARAM, "?"
             i += 1
         elif text[:1].isalpha() or text[:1] == "_":
-            yield WORD, " ".join(text.split())  # `ORDER  BY` is one token: fold inside too
+            word = " ".join(text.split())  # `ORDER  BY` is one token: fold inside too
+            # a keyword in a name's place (a column `date`) is folded too: harmless, unquoted
+            # names are case-insensitive in SQL
+            yield WORD, word.upper() if upper_keywords and tt not in _NAMES else word
         else:  # sqlglot's `$` parameter can swallow the blank after it: fold that too
             yield PUNCT, " ".join(text.split()) or text
         i += 1
@@ -250,6 +259,35 @@ def normalize(statement: str) -> str:
         return from_tokens(_sqlglot_tokens(statement or ""))
     except TokenError:  # not SQL at all: still one key per text, whitespace folded
         return " ".join((statement or "").split())
+
+
+def key(statement: str) -> str:
+    """What groups statements: `normalize` with the keywords in upper case, so `select ...`
+    and `SELECT ...` are one statement; names (tables, columns, functions) keep their case.
+
+    Made from the normalized text (normalizing is idempotent), so a run with millions of
+    distinct raw texts (literals inline) tokenizes each statement once more, not each text."""
+    return _upper_keywords(normalize(statement))
+
+
+@lru_cache(maxsize=65536)
+def _upper_keywords(normalized: str) -> str:
+    try:
+        return from_tokens(_sqlglot_tokens(normalized, upper_keywords=True))
+    except TokenError:  # not SQL (`normalize` folded its whitespace): no keywords known
+        return normalized
+
+
+def shown(statements: Iterable[str]) -> dict[str, str]:
+    """Each statement -> the text its group is shown as: statements with one `key` are one
+    group, shown as the least of their normalized texts, as written, whatever order they
+    come in (DuckDB's DISTINCT has none)."""
+    distinct = set(statements)
+    texts: dict[str, str] = {}
+    for s in distinct:
+        k, text = key(s), normalize(s)
+        texts[k] = min(texts.get(k, text), text)
+    return {s: texts[key(s)] for s in distinct}
 
 
 def short(statement: str, width: int = 80) -> str:

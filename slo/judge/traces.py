@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from slo.ingest.spans import STATUS_ERROR, STATUS_OK
+from slo.ingest.spans import PROMOTED_ATTRS, STATUS_ERROR, STATUS_OK
 from slo.judge.critical_path import critical_path
 from slo.judge.explain import culprit
 
 #: Spans kept per trace in a report; the rest are counted in `truncated`.
 MAX_SPANS = 300
-#: Attributes kept in compact (baseline) traces: what attribution and labels need.
-COMPACT_ATTRS = ("db.statement", "db.query.text", "db.system", "db.system.name", "http.route",
-                 "http.response.status_code", "http.status_code")
+#: Attributes kept in compact (baseline) traces: what attribution and labels need, i.e. the
+#: ones ingest promotes to columns (old and stable names alike).
+COMPACT_ATTRS = PROMOTED_ATTRS
 _STATUS = {STATUS_OK: "ok", STATUS_ERROR: "error"}
 
 

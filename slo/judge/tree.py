@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from slo.ingest.spans import STATUS_ERROR, SYNONYMS
-from slo.judge.sqlnorm import normalize
+from slo.judge import sqlnorm
 
 if TYPE_CHECKING:
     from slo.judge.spec import Selector
@@ -156,7 +156,8 @@ class RunIndex:
     def statements(self) -> tuple[np.ndarray, list[str]]:
         """Normalized statement code per row (-1 for non-DB spans) and the statements.
 
-        DB spans without a statement are grouped by their span name (`SELECT`, ...).
+        DB spans without a statement are grouped by their span name (`SELECT`, ...); statements
+        by `sqlnorm.key` (keyword case does not split them), named as `sqlnorm.shown` says.
         """
         out = np.full(self.n, -1, np.int64)
         uniq: dict[str, int] = {}
@@ -164,7 +165,8 @@ class RunIndex:
         if not db.any():
             return out, []
         stmt_codes, stmts = self.codes("db_statement")
-        raw_map = np.array([uniq.setdefault(normalize(s), len(uniq)) if s else -1
+        shown = sqlnorm.shown(s for s in stmts if s)
+        raw_map = np.array([uniq.setdefault(shown[s], len(uniq)) if s else -1
                             for s in stmts], np.int64)
         sc = raw_map[stmt_codes[db]]
         missing = sc < 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from slo.ports import free_port
+from slo.supervisor import Supervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -85,19 +86,18 @@ def test_url_mode_against_two_running_deployments(tmp_path: Path) -> None:
     env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp}",
                OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_METRICS_EXPORTER="none",
                OTEL_LOGS_EXPORTER="none", OTEL_BSP_SCHEDULE_DELAY="200")
-    procs = [subprocess.Popen(_shop(rel, tmp_path / "shop.db", str(port)), shell=True, env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-             for rel, port in ports.items()]
+    # the two deployments are the test's own children: the project's supervisor starts them
+    # (process groups, logs under tmp_path) and stops them whatever the gate did
+    shops = Supervisor(tmp_path, error=AssertionError)
+    for rel, port in ports.items():
+        shops.spawn(f"shop-{rel}", _shop(rel, tmp_path / "shop.db", str(port)), env, shell=True)
     try:
         r = _gate(["--spec", str(SHOP / "slo.yaml"), "--locustfile", str(SHOP / "locustfile.py"),
                    "--baseline-url", f"http://127.0.0.1:{ports[1]}",
                    "--candidate-url", f"http://127.0.0.1:{ports[2]}", "--otlp-port", str(otlp),
                    "--report-dir", str(tmp_path / "rep"), *SHORT], cwd=tmp_path)
     finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(10)
+        shops.stop()
     # only the candidate runs the N+1: each slice's requests went to its own side's host
     assert r.returncode == 1, r.stdout + r.stderr
     report = _report(tmp_path / "rep")

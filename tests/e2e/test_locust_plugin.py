@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from slo.gate import Gate, GateConfig
+from slo.gate.procs import http_ok
 from slo.ports import free_port
+from slo.supervisor import Supervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -127,26 +126,19 @@ def test_web_ui_slo_tab_in_chromium(stack: Gate, tmp_path: Path, spec: str) -> N
     stack.target.admin_bugs([])
     port = free_port()
     env = dict(os.environ, SUT_ADMIN_TOKEN=stack.token)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host",
-         f"http://127.0.0.1:{stack.base_port}", "--slo-store", str(stack.store_path),
-         "--slo-otlp-endpoint", f"http://127.0.0.1:{stack.collector_port}",
-         "--slo-spec", spec, "--slo-live-window", "4", "--slo-live-interval", "1", "--slo-admin-token", stack.token,
-         "--web-host", "127.0.0.1", "--web-port", str(port), "-u", "6", "-r", "6"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    url = f"http://127.0.0.1:{port}"
+    # the project's supervisor: Locust in its own process group, its output in tmp_path, and
+    # a readiness wait that stops at once (quoting that output) if Locust dies first
+    sup = Supervisor(tmp_path, error=AssertionError)
+    proc = sup.spawn("locust", [
+        sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host",
+        f"http://127.0.0.1:{stack.base_port}", "--slo-store", str(stack.store_path),
+        "--slo-otlp-endpoint", f"http://127.0.0.1:{stack.collector_port}",
+        "--slo-spec", spec, "--slo-live-window", "4", "--slo-live-interval", "1", "--slo-admin-token", stack.token,
+        "--web-host", "127.0.0.1", "--web-port", str(port), "-u", "6", "-r", "6"], env)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/", timeout=1).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "locust web UI did not come up"
-                assert proc.poll() is None, "locust exited"
-                time.sleep(0.2)
+        sup.wait_until("the locust web UI", lambda: http_ok(url + "/"), [proc], timeout=30,
+                       interval=0.2)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
@@ -175,9 +167,4 @@ def test_web_ui_slo_tab_in_chromium(stack: Gate, tmp_path: Path, spec: str) -> N
                 browser.close()
     finally:
         stack.target.admin_bugs([])
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        sup.stop(timeout=15)

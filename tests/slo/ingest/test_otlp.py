@@ -17,7 +17,7 @@ from slo.errors import PayloadError
 from slo.ingest import otlp
 from slo.ingest.spans import SCHEMA
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def _kv(key, **value):

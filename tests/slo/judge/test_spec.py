@@ -9,7 +9,7 @@ import pytest
 from slo.errors import SpecError
 from slo.judge.spec import load_spec, parse_duration_ms, parse_percent, parse_spec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 GOOD = """\
 version: 1

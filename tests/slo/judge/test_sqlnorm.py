@@ -4,7 +4,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from slo.judge.sqlnorm import normalize, short
+from slo.ingest.spans import make_row, table_from_rows
+from slo.judge.sqlnorm import key, normalize, short, shown
+from slo.judge.tree import RunIndex
 
 
 @pytest.mark.parametrize(
@@ -127,3 +129,63 @@ def test_any_text_normalizes_idempotently(text: str) -> None:
     """Reports abbreviate keys that are already normalized: normalizing twice changes nothing."""
     once = normalize(text)
     assert normalize(once) == once
+
+
+# --- keyword case: one group, shown as written ------------------------------------------
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("select * from Orders o where id = 1 order  by id", "SELECT * FROM Orders o WHERE id = 2 ORDER BY id"),
+        ("Select a From t Where x In (1, 2)", "SELECT a FROM t WHERE x IN ($1)"),
+        ('insert into "Order Items" (a) values (1)', 'INSERT INTO "Order Items" (a) VALUES (%s)'),
+    ],
+)
+def test_keyword_case_alone_does_not_split_a_statement(a: str, b: str) -> None:
+    assert key(a) == key(b)
+    assert normalize(a) != normalize(b)  # each is still shown as written
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("SELECT a FROM Orders", "SELECT a FROM orders"),
+        ('SELECT "Id" FROM t', 'SELECT "id" FROM t'),
+        ("SELECT SUM(quantity) FROM t", "SELECT sum(quantity) FROM t"),  # a function is a name
+    ],
+)
+def test_names_keep_their_case_in_the_key(a: str, b: str) -> None:
+    assert key(a) != key(b)
+
+
+def test_a_group_is_shown_as_one_of_its_texts_whatever_the_order() -> None:
+    lower, upper = "select a from T where id = 1", "SELECT a FROM T WHERE id = 2"
+    want = "SELECT a FROM T WHERE id = ?"
+    assert shown([lower, upper]) == shown([upper, lower]) == {lower: want, upper: want}
+    assert shown([lower]) == {lower: "select a from T where id = ?"}
+
+
+_KEYWORDS = ("SELECT", "FROM", "JOIN", "ON", "WHERE", "IN", "AND", "GROUP BY", "ORDER BY",
+             "LIMIT")
+_KW_TEMPLATE = ("{} p.id, SUM(i.quantity) {} products p {} inventory i {} i.product_id = p.id "
+                "{} p.id {} (1, 2) {} p.name <> 'x' {} p.id {} p.id {} 3")
+
+
+@given(st.lists(st.sampled_from([str.upper, str.lower, str.title]),
+                min_size=len(_KEYWORDS), max_size=len(_KEYWORDS)))
+def test_any_keyword_spelling_is_one_key(spell: list) -> None:
+    stmt = _KW_TEMPLATE.format(*(f(kw) for f, kw in zip(spell, _KEYWORDS, strict=True)))
+    assert key(stmt) == ("SELECT p.id, SUM(i.quantity) FROM products p JOIN inventory i ON "
+                         "i.product_id = p.id WHERE p.id IN (?) AND p.name <> ? GROUP BY p.id "
+                         "ORDER BY p.id LIMIT ?")
+
+
+def test_the_run_index_counts_both_spellings_as_one_statement() -> None:
+    """Per-request counts (and the statement the report names) come from `RunIndex.statements`."""
+    spellings = ["SELECT name FROM categories WHERE id = 1", "select name from categories where id = 2"]
+    rows = [make_row(trace_id="a" * 32, span_id=f"{i + 1:016x}", name="SELECT", start_ns=i,
+                     end_ns=i + 1, kind="client", service="s",
+                     attributes={"db.system": "sqlite", "db.statement": spellings[i % 2]})
+            for i in range(4)]
+    codes, names = RunIndex(table_from_rows(rows)).statements
+    assert names == ["SELECT name FROM categories WHERE id = ?"]
+    assert list(codes) == [0, 0, 0, 0]

@@ -71,6 +71,20 @@ def test_n_plus_one_found_aggregated_across_traces():
     assert "20 times" in f["message"]
 
 
+def test_n_plus_one_counts_a_statement_whatever_its_keyword_case():
+    """Two code paths spelling one query `select` and `SELECT` run one statement: 3 + 3 is
+    an N+1 of 6, not two runs of 3 below the threshold of 5."""
+    t = Trace()
+    root = t.span("product-service", "GET /products", 0, 20, kind="server")
+    for i in range(6):
+        sql = "{} name {} categories {} id = " + str(i)
+        t.query("product-service", root, 1 + i * 0.15, 0.1,
+                sql.format(*(("select", "from", "where") if i % 2 else ("SELECT", "FROM", "WHERE"))))
+    [f] = only(run_detectors(table(t)), "n_plus_one")
+    assert f["count"] == 6
+    assert f["statement"] == "SELECT name FROM categories WHERE id = ?"  # as written, one of the two
+
+
 def test_four_repeats_are_not_n_plus_one():
     assert only(run_detectors(table(product_list(4))), "n_plus_one") == []
 
@@ -345,7 +359,7 @@ def test_defaults_shape():
 
 @pytest.mark.parametrize("config", [{"nplusone": {}}, {"n_plus_one": {"min_cont": 3}}])
 def test_options_not_from_the_spec_are_a_programming_error(config):
-    """The spec validates options (with file:line, tests/slo/test_spec.py); names it cannot
+    """The spec validates options (with file:line, tests/slo/judge/test_spec.py); names it cannot
     have produced mean a caller skipped it."""
     with pytest.raises(ValueError, match="slo.judge.spec.parse_spec"):
         run_detectors(table(order(True)), config)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from slo.slicefile import slice_text
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCUSTFILE = '''
 from locust import HttpUser, constant, task
 from locust.contrib.fasthttp import FastHttpUser

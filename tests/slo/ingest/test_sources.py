@@ -17,7 +17,7 @@ from slo.ingest import sources
 from slo.ingest.sources import read_jaeger, read_otlp_files
 from slo.ingest.spans import SCHEMA
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 OTLP = FIXTURES / "otlp-proto-example-trace.json"
 JAEGER = FIXTURES / "jaeger-api-traces.json"
 JAEGER_V3 = FIXTURES / "jaeger-apiv3-findtraces.json"

@@ -192,7 +192,7 @@ def test_grpc_malformed_and_partial_success(collector):
 
 
 def test_chunked_gzipped_json(collector):
-    doc = json.loads((Path(__file__).resolve().parents[1] / "fixtures"
+    doc = json.loads((Path(__file__).resolve().parents[2] / "fixtures"
                       / "otlp-proto-example-trace.json").read_bytes())
     doc["resourceSpans"][0]["resource"]["attributes"].append(
         {"key": "slo.run_id", "value": {"stringValue": "run-chunked"}})

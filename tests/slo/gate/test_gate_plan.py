@@ -32,7 +32,7 @@ def test_slices_interleave_abba_with_equal_counts() -> None:
 def test_embedded_spec_is_the_repository_spec_and_valid() -> None:
     path = Path(embedded_spec_path())
     assert path.is_file()
-    root = Path(__file__).resolve().parents[2] / "slo.yaml"
+    root = Path(__file__).resolve().parents[3] / "slo.yaml"
     assert path.read_text() == root.read_text(), "copy slo.yaml to slo/defaults/slo.yaml"
     assert load_spec(str(path)).slos
 
