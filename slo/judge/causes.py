@@ -63,10 +63,11 @@ def top_statements(ev: SloEval) -> str:
 
 def statement_changes(ev: SloEval, base: dict[str, Any]) -> str:
     """The statements that now run more often per request than in the baseline."""
-    before = base.get("statements") or {}
+    # by grouping key: each run labels a group with its own spelling (`select` or `SELECT`)
+    before = {sqlnorm.key(k): v for k, v in (base.get("statements") or {}).items()}
     rows = []
     for stmt, c in ev.counts.per_statement.items():
-        b = before.get(stmt, {"mean": 0.0, "max": 0})
+        b = before.get(sqlnorm.key(stmt), {"mean": 0.0, "max": 0})
         if c["mean"] > b["mean"] + 0.05 or c["max"] > b["max"]:
             rows.append((c["mean"] - b["mean"], c["max"] - b["max"], stmt, b, c))
     if not rows:

@@ -48,7 +48,9 @@ def group_label(group: Group) -> str:
 
 
 def _key(group: Group) -> str:
-    return "\x1f".join((group[0], group[1], group[2] or ""))
+    """The group's id in a profile (saved in baselines): statements by their grouping key,
+    so a run that writes `select` and one that writes `SELECT` attribute to one group."""
+    return "\x1f".join((group[0], group[1], sqlnorm.key(group[2]) if group[2] else ""))
 
 
 def profile(traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -232,13 +234,17 @@ def culprit(trace: Mapping[str, Any]) -> str | None:
     return max(pool, key=lambda sid: (pool[sid], order.get(sid, -1)))
 
 
-def _statement_counts(trace: Mapping[str, Any]) -> Counter[tuple[str, str]]:
-    """(service, normalized statement) -> times it ran in this trace."""
+def _statement_counts(trace: Mapping[str, Any], shown: dict[str, str]
+                      ) -> Counter[tuple[str, str]]:
+    """(service, statement's grouping key) -> times it ran in this trace; `shown` collects
+    the text each key is shown as (as written, its first spelling seen)."""
     counts: Counter[tuple[str, str]] = Counter()
     for s in trace.get("spans") or []:
         st = _statement(s)
         if st:
-            counts[(str(s.get("service") or ""), st)] += 1
+            k = sqlnorm.key(st)
+            shown.setdefault(k, st)
+            counts[(str(s.get("service") or ""), k)] += 1
     return counts
 
 
@@ -248,12 +254,13 @@ def explain_counts(
     """Which normalized statement now runs more often per request, and how often (p50 and max)."""
 
     def per_statement(traces: list[dict[str, Any]]) -> tuple[dict[tuple[str, str], list[int]], list[int]]:
-        counts = [_statement_counts(t) for t in traces]
+        counts = [_statement_counts(t, shown) for t in traces]
         keys = set().union(*counts) if counts else set()
         return {k: [c.get(k, 0) for c in counts] for k in keys}, [sum(c.values()) for c in counts]
 
-    base, base_totals = per_statement(baseline_traces)
+    shown: dict[str, str] = {}  # the candidate's spelling first: what the change wrote
     cand, cand_totals = per_statement(candidate_traces)
+    base, base_totals = per_statement(baseline_traces)
     rows = []
     for k, values in cand.items():
         before = base.get(k, [0])
@@ -267,7 +274,7 @@ def explain_counts(
     parts = []
     for _, _, (service, statement), b50, c50, bmax, cmax in rows[:3]:
         parts.append(
-            f"{service} `{sqlnorm.short(statement)}` now runs {_n(c50)} times per request "
+            f"{service} `{sqlnorm.short(shown[statement])}` now runs {_n(c50)} times per request "
             f"(max {cmax}; baseline {_n(b50)}, max {bmax})"
         )
     total = ""

@@ -181,14 +181,14 @@ def test_long_trace_opens_scrolled_to_its_culprit(browser, tmp_path):
 
 
 def _slices_module():
-    """tests/slo/test_check_slices.py: real reports of gate-like interleaved slices."""
+    """tests/slo/judge/test_check_slices.py: real reports of gate-like interleaved slices."""
     import sys
 
     here = Path(__file__).resolve().parents[1] / "slo"
     if str(here) not in sys.path:
         sys.path.insert(0, str(here))  # its spangen import
     spec = importlib.util.spec_from_file_location("slo_check_slices_e2e",
-                                                  here / "test_check_slices.py")
+                                                  here / "judge" / "test_check_slices.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -145,3 +145,40 @@ def test_describe_accepts_contributions_without_span_fields():
     item = {"service": "s", "span": "GET /x", "statement": None, "baseline_ms": 1.0,
             "candidate_ms": 9.0, "share": 0.8}
     assert describe([item]) == "s `GET /x`: p50 1.00 ms -> 9.00 ms, about 80% of the added time."
+
+
+def test_statements_spelled_in_other_case_are_one_statement_across_runs() -> None:
+    """The baseline's release wrote `SELECT`, the candidate's `select`: one statement that now
+    runs more often, not a new one (the attribution profile groups them too)."""
+    from slo.judge.explain import explain_counts, profile
+
+    def trace(tid: str, sql: str, n: int) -> dict:
+        root = {"span_id": f"{tid}r", "parent_span_id": None, "service": "svc", "name": "GET /x",
+                "start_ns": 0, "end_ns": 10_000_000, "attributes": {}}
+        spans = [root] + [
+            {"span_id": f"{tid}{i}", "parent_span_id": f"{tid}r", "service": "svc",
+             "name": "SELECT", "start_ns": 1_000_000 + i * 100_000,
+             "end_ns": 1_050_000 + i * 100_000, "attributes": {"db.statement": sql}}
+            for i in range(n)]
+        return {"trace_id": tid, "spans": spans}
+
+    base = [trace(f"b{i}", "SELECT id FROM Items WHERE id = 1", 1) for i in range(3)]
+    cand = [trace(f"c{i}", "select id from Items where id = 2", 5) for i in range(3)]
+    text = explain_counts(base, cand)
+    assert "now runs 5 times per request" in text and "baseline 1" in text, text
+    assert "select id from Items" in text  # shown as written
+    groups = [set(profile(t)["groups"]) for t in (base, cand)]
+    assert groups[0] == groups[1]
+
+
+def test_statement_changes_match_the_baselines_spelling() -> None:
+    """A saved baseline labels a statement `SELECT ...`; this run's label is `select ...`."""
+    from types import SimpleNamespace
+
+    from slo.judge.causes import statement_changes
+
+    ev = SimpleNamespace(counts=SimpleNamespace(per_statement={
+        "select id from Items where id = ?": {"mean": 5.0, "max": 5, "service": "svc"}}))
+    base = {"statements": {"SELECT id FROM Items WHERE id = ?": {"mean": 1.0, "max": 1}}}
+    text = statement_changes(ev, base)  # type: ignore[arg-type]
+    assert "now runs 5.00 times per request, max 5 (baseline 1.00, max 1)" in text, text

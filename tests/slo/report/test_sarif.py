@@ -16,7 +16,7 @@ from slo.judge.spec import load_spec
 from slo.report.sarif import to_sarif
 from slo.report.writers import write_reports
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "sarif-schema-2.1.0.json")
+SCHEMA = json.loads((Path(__file__).parents[2] / "fixtures" / "sarif-schema-2.1.0.json")
                     .read_text())
 
 SPEC = """version: 1
