@@ -34,11 +34,13 @@ from slo.judge.critical_path import self_times
 from slo.judge.detectors import run_detectors
 from slo.judge.spec import SLO, Objective, Spec
 from slo.judge.stats import (
+    BODY,
     MAX_SAMPLES,
     MIN_PAIRS,
     Change,
     TestResult,
     abba_pairs,
+    detectable_note,
     downsample,
     holm,
     mann_whitney_greater,
@@ -82,6 +84,10 @@ REPORT_SAMPLES = 100_000  # latency samples in a report, all SLOs together (see 
 #: as well: it moves with p90 and every added comparison lowers the level each one is tested
 #: at (Holm over the whole check), which costs more power than p95 adds.
 REGRESSION_STATS = ("p50", "p90", "mean")
+#: ... and over slice pairs, where the typical request is the band BODY (p5-p50) instead of
+#: the median: a pure slow-down moves both alike, and the band's change has 0.55-0.65 times
+#: the median's standard error on the SUT's latencies (see slo.judge.stats.BODY).
+SLICE_STATS = (BODY, "p90", "mean")
 #: Least (relative, ms) slow-down the request-level latency tests fail on: what they needed to
 #: stay quiet on a shared box before the slices were used (issue 11); a spec's larger
 #: threshold applies as it is.
@@ -299,7 +305,7 @@ def latency_comparisons(base: list[np.ndarray], cand: list[np.ndarray], threshol
 
     The margin is on the log scale: slower by more than `threshold` (relative) AND by more
     than `min_ms` at the baseline's value of that statistic."""
-    changes = {st: paired_change(base, cand, st, "log") for st in REGRESSION_STATS}
+    changes = {st: paired_change(base, cand, st, "log") for st in SLICE_STATS}
     if any(ch is None for ch in changes.values()):
         return None
     pooled = np.concatenate(base)
@@ -599,6 +605,7 @@ class _Check:
         for (k, i), p, (rej, level) in zip(flat, pvals, decided, strict=True):
             st, ch, margin = self.pending[k]["comps"][i]
             lo, hi = ch.bounds(level)
+            self.pending[k].setdefault("tested", []).append((ch, margin, level))
             by_item.setdefault(k, []).append({
                 "stat": st, "change": _num(ch.natural(ch.estimate)),
                 "ci_low": _num(ch.natural(lo)), "ci_high": _num(ch.natural(hi)),
@@ -639,8 +646,9 @@ class _Check:
                      f"requests slower).")
         else:
             text += (f" Not significant: no statistic is confidently slower by more than "
-                     f"{limit} (Holm over {m} comparisons, alpha {alpha:g}).")
-        q = {"p50": 50, "p90": 90, "p95": 95, "mean": 99}[st]
+                     f"{limit} (Holm over {m} comparisons, alpha {alpha:g})."
+                     + detectable_note(item["tested"], units.change))
+        q = {"p50": 50, BODY: 25, "p90": 90, "p95": 95, "mean": 99}[st]
         self._set_exemplar(r, int(ev.rows[nearest(ev.durations, percentile(ev.durations, q))]))
         r.update(status="fail" if failing else "pass", observed=_num(c), baseline=_num(b),
                  explanation=text, p_value=shown["p_value"], significant=shown["significant"],
@@ -649,7 +657,7 @@ class _Check:
                  method=f"slice pairs ({pairs} ABBA pairs, pair bootstrap SE, t interval, "
                         f"Holm over {m})",
                  baseline_trace_id=(base.get("trace_ids") or {}).get(
-                     "p90" if st != "p50" else "p50"),
+                     "p50" if st in ("p50", BODY) else "p90"),
                  _attribute=failing, _base=base)
 
     def finish_value(self, item: dict, shown: dict, m: int, alpha: float) -> None:
@@ -676,7 +684,8 @@ class _Check:
                 text += " " + self.statement_changes(ev, base)
         else:
             text += (f" Not significant: not confidently more than {limit} (Holm over {m} "
-                     f"comparisons, alpha {alpha:g}).")
+                     f"comparisons, alpha {alpha:g})." + detectable_note(
+                         item["tested"], units.points if what == "errors" else "{:+.2f}".format))
         if what == "errors":
             if ev.errors.any():
                 self._set_exemplar(r, int(ev.rows[ev.errors][0]))
