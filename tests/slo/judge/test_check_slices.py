@@ -16,6 +16,7 @@ from spangen import ORDER, PRODUCTS, STOCK, generate
 from slo.judge.baseline import build_baseline
 from slo.judge.check import run_check
 from slo.judge.spec import parse_spec
+from slo.judge.stats import BODY
 from slo.report.writers import to_markdown
 
 SPEC = parse_spec(f"""\
@@ -78,7 +79,7 @@ def test_a_real_slowdown_fails_with_its_interval() -> None:
     assert r["ci_low"] < 0.6 < r["ci_high"]  # the true +60% is inside
     assert 0.99 <= r["confidence"] < 1
     assert r["pattern"] == "shift" and r["affected_share"] >= 0.8
-    assert {c["stat"] for c in r["comparisons"]} == {"p50", "p90", "mean"}
+    assert {c["stat"] for c in r["comparisons"]} == {BODY, "p90", "mean"}
     assert "confidence" in r["explanation"] and "%]" in r["explanation"]
     md = to_markdown(report)
     assert f"[{'+' if r['ci_low'] > 0 else ''}" in md and "shift: " in md
@@ -95,6 +96,8 @@ def test_machine_noise_between_pairs_is_not_a_regression() -> None:
         lat = reg(report, "order-detail")
         assert lat["ci_low"] < 0 < lat["ci_high"]
         assert "Not significant" in lat["explanation"]
+        # ... and how large a change these 12 pairs could have seen at all
+        assert "With 12 slice pairs only a change above +" in lat["explanation"]
 
 
 def test_an_n_plus_one_fails_its_count_regression_with_certainty() -> None:
