@@ -11,7 +11,7 @@ request-level tests, and the result's `method` says why.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,11 @@ from slo.judge.causes import error_sources, statement_changes
 from slo.judge.exemplars import Exemplars
 from slo.judge.results import Result, num
 from slo.judge.stats import (
+    BODY,
     MIN_PAIRS,
     Change,
     abba_pairs,
+    detectable_note,
     holm,
     paired_change,
     percentile,
@@ -38,6 +40,10 @@ from slo.judge.tree import RunIndex
 #: as well: it moves with p90 and every added comparison lowers the level each one is tested
 #: at (Holm over the whole check), which costs more power than p95 adds.
 REGRESSION_STATS = ("p50", "p90", "mean")
+#: ... and over slice pairs, where the typical request is the band BODY (p5-p50) instead of
+#: the median: a pure slow-down moves both alike, and the band's change has 0.55-0.65 times
+#: the median's standard error on the SUT's latencies (see slo.judge.stats.BODY).
+SLICE_STATS = (BODY, "p90", "mean")
 
 #: (statistic, change, margin) of one comparison.
 Comparison = tuple[str, Change, float]
@@ -45,11 +51,11 @@ Comparison = tuple[str, Change, float]
 
 def latency_comparisons(base: list[np.ndarray], cand: list[np.ndarray], threshold: float,
                         min_ms: float) -> list[Comparison] | None:
-    """(stat, change, margin) per REGRESSION_STATS over ABBA pairs; None: too few pairs.
+    """(stat, change, margin) per SLICE_STATS over ABBA pairs; None: too few pairs.
 
     The margin is on the log scale: slower by more than `threshold` (relative) AND by more
     than `min_ms` at the baseline's value of that statistic."""
-    changes = {st: paired_change(base, cand, st, "log") for st in REGRESSION_STATS}
+    changes = {st: paired_change(base, cand, st, "log") for st in SLICE_STATS}
     if any(ch is None for ch in changes.values()):
         return None
     pooled = np.concatenate(base)
@@ -98,6 +104,8 @@ class _Pending:
     what: str  # "latency" | "errors" | "db_queries" | "repeated_queries"
     comps: list[Comparison]
     pooled: tuple[np.ndarray, np.ndarray]  # baseline, candidate values of every pair
+    #: (change, margin, Holm level) of each comparison once decided: what a pass could have seen
+    tested: list[tuple[Change, float, float]] = field(default_factory=list)
 
 
 class SlicePairs:
@@ -208,6 +216,7 @@ class SlicePairs:
         for (k, i), p, (rej, level) in zip(flat, pvals, decided, strict=True):
             st, ch, margin = self.pending[k].comps[i]
             lo, hi = ch.bounds(level)
+            self.pending[k].tested.append((ch, margin, level))
             by_item.setdefault(k, []).append({
                 "stat": st, "change": num(ch.natural(ch.estimate)),
                 "ci_low": num(ch.natural(lo)), "ci_high": num(ch.natural(hi)),
@@ -250,9 +259,10 @@ class SlicePairs:
                      f"requests slower).")
         else:
             text += (f" Not significant: no statistic is confidently slower by more than "
-                     f"{limit} (Holm over {m} comparisons, alpha {alpha:g}).")
+                     f"{limit} (Holm over {m} comparisons, alpha {alpha:g})."
+                     + detectable_note(item.tested, units.change))
         # the exemplar shows the slow-down: at the percentile, deep in the tail for the mean
-        q = {"p50": 50, "p90": 90, "p95": 95, "mean": 99}[st]
+        q = {"p50": 50, BODY: 25, "p90": 90, "p95": 95, "mean": 99}[st]
         self.exemplars.point(r, int(ev.rows[nearest(ev.durations,
                                                     percentile(ev.durations, q))]))
         r.status = "fail" if failing else "pass"
@@ -261,7 +271,8 @@ class SlicePairs:
         r.stat, r.comparisons = st, comps
         r.method = (f"slice pairs ({pairs} ABBA pairs, pair bootstrap SE, t interval, "
                     f"Holm over {m})")
-        r.baseline_trace_id = (base.get("trace_ids") or {}).get("p90" if st != "p50" else "p50")
+        r.baseline_trace_id = (base.get("trace_ids") or {}).get(
+            "p50" if st in ("p50", BODY) else "p90")
         r.attribute, r.base = failing, base
 
     def _finish_value(self, item: _Pending, shown: dict[str, Any], m: int, alpha: float
@@ -290,7 +301,8 @@ class SlicePairs:
                 text += " " + statement_changes(ev, base)
         else:
             text += (f" Not significant: not confidently more than {limit} (Holm over {m} "
-                     f"comparisons, alpha {alpha:g}).")
+                     f"comparisons, alpha {alpha:g})." + detectable_note(
+                         item.tested, units.points if what == "errors" else "{:+.2f}".format))
         if what == "errors":
             if ev.errors.any():
                 self.exemplars.point(r, int(ev.rows[ev.errors][0]))
