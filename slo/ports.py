@@ -38,8 +38,7 @@ def _outside_ephemeral(n: int) -> tuple[int, int] | None:
     return None
 
 
-def _candidate(n: int, host: str) -> int:
-    span = _outside_ephemeral(n)
+def _candidate(n: int, host: str, span: tuple[int, int] | None) -> int:
     if span is None:
         with socket.socket() as s:
             s.bind((host, 0))
@@ -70,8 +69,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def free_port_range(n: int, attempts: int = 200, host: str = "127.0.0.1") -> int:
     """A base port with `n` consecutive free ports after it (the SUT's five services)."""
+    span = _outside_ephemeral(n)
     for _ in range(attempts):
-        base = _candidate(n, host)
+        base = _candidate(n, host, span)
         if base + n <= 65536 and _bindable_run(base, n, host):
             return base
     raise SloError(f"no {n} consecutive free ports found on {host}: free some ports and retry")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from slo.ingest.collector import CollectorConfig, start
-from slo.ports import check_bindable, free_port, port_open, wait_port
+from slo.ports import check_bindable, free_port, free_port_range, port_open, wait_port
 
 
 def test_port_open_and_bindable_follow_a_real_listener():
@@ -52,8 +52,6 @@ def test_free_ports_come_from_outside_the_ephemeral_range():
     """A port from the ephemeral range can be taken by any outgoing connection between the
     probe and the server's bind (a gate's SUT then dies with 'Address already in use')."""
     from pathlib import Path
-
-    from slo.ports import free_port_range
 
     lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     ports = [free_port() for _ in range(50)] + [free_port_range(5) for _ in range(20)]
