@@ -18,7 +18,7 @@
 (c) The smallest change detected in at least 95% of gates, per kind (real gates) and for a
     pure shift (simulation).
 
-Every real gate is `slo gate` with the embedded defaults (12 s per side, 1 s slices); `--gate`
+Every real gate is `slo gate` with the embedded defaults (12 s per side, 0.5 s slices); `--gate`
 passes more arguments. Run it beside other work to see the busy machine: that is the point.
 """
 
@@ -41,6 +41,17 @@ SLO = str(Path(sys.executable).with_name("slo"))
 # package the gate imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 TARGET = ("order-detail", "latency_regression")  # where cpu_regression shows
+
+
+def _default_pairs() -> int:
+    """ABBA pairs of a default gate: its seconds per side over its seconds per slice."""
+    from slo.gate import GateConfig
+
+    c = GateConfig()
+    return round(c.duration / c.slice_seconds)
+
+
+DEFAULT_PAIRS = _default_pairs()
 
 
 def real_gate(bugs: str, extra: list[str]) -> dict[str, Any]:
@@ -110,9 +121,9 @@ def decide(spec: Any, per_slo: dict[str, list[dict]], pairs: list[tuple[int, int
     "Alone": the SLO's smallest p-value clears Holm's first step, alpha / m, which is what a
     regression of that one SLO must do; shifting every SLO at once would make the step-down
     easier than a real single regression has it."""
-    from slo.judge.pairs import family_decisions, latency_comparisons, value_comparisons
+    from slo.judge.pairs import family_decisions, latency_comparisons, value_comparisons, weight
 
-    comps, owners = [], []
+    comps, owners, weights = [], [], []
     for slo in spec.slos:
         sl = per_slo.get(slo.name)
         if not sl:
@@ -138,6 +149,7 @@ def decide(spec: Any, per_slo: dict[str, list[dict]], pairs: list[tuple[int, int
             for c in got or []:
                 comps.append(c)
                 owners.append((slo.name, "latency_regression"))
+                weights.append(weight("latency", c[0]))
         for what, thr in (("errors", reg.error_rate), ("db_queries", reg.db_queries),
                           ("repeated_queries", reg.repeated_queries)):
             if thr is None:
@@ -145,14 +157,17 @@ def decide(spec: Any, per_slo: dict[str, list[dict]], pairs: list[tuple[int, int
             for c in value_comparisons(vals(what, 0), vals(what, 1), thr) or []:
                 comps.append(c)
                 owners.append((slo.name, what))
+                weights.append(weight(what, c[0]))
     if not comps:
         return False, {}
     alpha = min(s.regression.alpha for s in spec.slos)
-    pvals, decided, m = family_decisions(comps, alpha)
+    pvals, decided, m = family_decisions(comps, alpha, weights)
+    total = sum(w for w, (_, ch, margin), p in zip(weights, comps, pvals, strict=True)
+                if ch.se > 0 or p < 1)  # the live comparisons, as family_decisions has them
     alone: dict[str, bool] = {}
-    for (name, what), p in zip(owners, pvals, strict=True):
+    for (name, what), p, w in zip(owners, pvals, weights, strict=True):
         if what == "latency_regression":
-            alone[name] = alone.get(name, False) or p <= alpha / m
+            alone[name] = alone.get(name, False) or p <= alpha * w / total
     return any(rej for rej, _ in decided), alone
 
 
@@ -202,8 +217,8 @@ def main() -> int:
     ap.add_argument("--keep", help="a folder for the long A/A gate's files, kept: when it holds "
                     "a recording already (from an earlier run), that one is reused")
     ap.add_argument("--relabel", type=int, default=1000, help="relabellings (default 1000)")
-    ap.add_argument("--window", type=int, default=12,
-                    help="pairs per relabelled gate (default 12: a default gate)")
+    ap.add_argument("--window", type=int, default=DEFAULT_PAIRS,
+                    help=f"pairs per relabelled gate (default {DEFAULT_PAIRS}: a default gate)")
     ap.add_argument("--shifts", default="5,10,20,30,50,100",
                     help="simulated pure shifts of order-detail, percent")
     ap.add_argument("--aa", type=int, default=20, help="real A/A gates (default 20)")
@@ -212,12 +227,19 @@ def main() -> int:
     ap.add_argument("--kinds", default="cpu_regression,tail_regression")
     ap.add_argument("--spec", help="judge the relabelled slices by this spec instead of the "
                     "embedded one (to compare thresholds on the same recording)")
+    ap.add_argument("--weights", help="relabelled gates only: the latency statistics' shares of "
+                    "alpha, e.g. 1,1,1 (p5-50, p90, mean; default slo.judge.pairs.LATENCY_WEIGHTS)")
     ap.add_argument("--json", help="also write everything to this file")
     ap.add_argument("--gate", nargs=argparse.REMAINDER, default=[],
                     help="more `slo gate` arguments (last)")
     args = ap.parse_args()
     out: dict[str, Any] = {"args": vars(args)}
     shifts = [float(s) / 100 for s in args.shifts.split(",") if s]
+    if args.weights:
+        from slo.judge import pairs
+
+        pairs.LATENCY_WEIGHTS = dict(zip(pairs.SLICE_STATS, map(float, args.weights.split(",")),
+                                         strict=True))
 
     if args.long > 0:
         with tempfile.TemporaryDirectory(prefix="sens-long-") as tmp:

@@ -75,7 +75,7 @@ def _bug_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option("--cache", envvar="SLO_GATE_CACHE",
               help="sut target: stock cache URL, e.g. redis://127.0.0.1:6379/0")
 @click.option("--slice", "slice_seconds", envvar="SLO_GATE_SLICE", type=click.FloatRange(min=0.5),
-              default=1.0, show_default=True,
+              default=0.5, show_default=True,
               help="seconds per interleaved baseline/candidate slice")
 @click.option("--warmup", envvar="SLO_GATE_WARMUP", type=click.FloatRange(min=0.0),
               default=3.0, show_default=True, help="seconds of unmeasured load first")

@@ -44,6 +44,13 @@ REGRESSION_STATS = ("p50", "p90", "mean")
 #: the median: a pure slow-down moves both alike, and the band's change has 0.55-0.65 times
 #: the median's standard error on the SUT's latencies (see slo.judge.stats.BODY).
 SLICE_STATS = (BODY, "p90", "mean")
+#: Each latency statistic's share of the check's alpha (weighted Holm; counts and errors
+#: weigh 1). The typical request carries most of it: it is what a general slow-down moves,
+#: with the smallest standard error; p90 and mean are there for the tail, which moves by
+#: far more than the threshold when it moves at all, and their intervals are the ones a
+#: busy machine's bursts fool most often (bench/sensitivity.py). The weights of an SLO add
+#: up to its number of comparisons, as without weights.
+LATENCY_WEIGHTS = {BODY: 2.0, "p90": 0.5, "mean": 0.5}
 
 #: (statistic, change, margin) of one comparison.
 Comparison = tuple[str, Change, float]
@@ -80,18 +87,29 @@ def value_comparisons(base: list[np.ndarray], cand: list[np.ndarray], threshold:
     return None if ch is None else [("mean", ch, float(threshold))]
 
 
-def family_decisions(comps: list[Comparison], alpha: float
+def weight(what: str, stat: str) -> float:
+    """A comparison's share of the check's alpha (weighted Holm), relative to the others."""
+    return LATENCY_WEIGHTS.get(stat, 1.0) if what == "latency" else 1.0
+
+
+def family_decisions(comps: list[Comparison], alpha: float,
+                     weights: list[float] | None = None
                      ) -> tuple[list[float], list[tuple[bool, float]], int]:
     """p-values, (rejected, level) per comparison and the family size, for one check.
 
     A comparison whose data do not vary (a count that is the same in every request of every
     slice, no errors at all) cannot reject: leaving it out of the family, as Tarone's rule
-    for discrete tests does, keeps alpha for the comparisons that can."""
+    for discrete tests does, keeps alpha for the comparisons that can. `weights`: each
+    comparison's share of alpha (`weight`), default equal."""
     pvals = [ch.p_greater(margin) for _, ch, margin in comps]
+    w = weights or [1.0] * len(comps)
     live = [n for n, (_, ch, _) in enumerate(comps) if ch.se > 0 or pvals[n] < 1]
-    live_decided = dict(zip(live, holm([pvals[n] for n in live], alpha), strict=True))
+    live_decided = dict(zip(live, holm([pvals[n] for n in live], alpha, [w[n] for n in live]),
+                            strict=True))
     m = max(1, len(live))
-    return pvals, [live_decided.get(n, (False, alpha / m)) for n in range(len(comps))], m
+    total = sum(w[n] for n in live) or 1.0
+    return pvals, [live_decided.get(n, (False, alpha * w[n] / total))
+                   for n in range(len(comps))], m
 
 
 @dataclass
@@ -200,7 +218,8 @@ class SlicePairs:
     # -- deciding ------------------------------------------------------------------------
 
     def decide(self) -> None:
-        """Holm over every slice comparison of the check, then each result's verdict.
+        """Weighted Holm over every slice comparison of the check (LATENCY_WEIGHTS), then
+        each result's verdict.
 
         Decision by effect size: a comparison fails when the lower end of its interval (at
         the level Holm gives it) is above the threshold, i.e. when H0 "the change is at most
@@ -211,7 +230,10 @@ class SlicePairs:
         if not flat:
             return
         alpha = min(p.ev.slo.regression.alpha for p in self.pending)
-        pvals, decided, m = family_decisions([self.pending[k].comps[i] for k, i in flat], alpha)
+        family = [self.pending[k].comps[i] for k, i in flat]
+        weights = [weight(self.pending[k].what, st)
+                   for (k, _), (st, _, _) in zip(flat, family, strict=True)]
+        pvals, decided, m = family_decisions(family, alpha, weights)
         by_item: dict[int, list[dict[str, Any]]] = {}
         for (k, i), p, (rej, level) in zip(flat, pvals, decided, strict=True):
             st, ch, margin = self.pending[k].comps[i]
@@ -259,7 +281,7 @@ class SlicePairs:
                      f"requests slower).")
         else:
             text += (f" Not significant: no statistic is confidently slower by more than "
-                     f"{limit} (Holm over {m} comparisons, alpha {alpha:g})."
+                     f"{limit} (weighted Holm over {m} comparisons, alpha {alpha:g})."
                      + detectable_note(item.tested, units.change))
         # the exemplar shows the slow-down: at the percentile, deep in the tail for the mean
         q = {"p50": 50, BODY: 25, "p90": 90, "p95": 95, "mean": 99}[st]
@@ -270,7 +292,7 @@ class SlicePairs:
         self._take(r, shown)
         r.stat, r.comparisons = st, comps
         r.method = (f"slice pairs ({pairs} ABBA pairs, pair bootstrap SE, t interval, "
-                    f"Holm over {m})")
+                    f"weighted Holm over {m})")
         r.baseline_trace_id = (base.get("trace_ids") or {}).get(
             "p50" if st in ("p50", BODY) else "p90")
         r.attribute, r.base = failing, base
@@ -300,7 +322,7 @@ class SlicePairs:
             elif what != "errors":
                 text += " " + statement_changes(ev, base)
         else:
-            text += (f" Not significant: not confidently more than {limit} (Holm over {m} "
+            text += (f" Not significant: not confidently more than {limit} (weighted Holm over {m} "
                      f"comparisons, alpha {alpha:g})." + detectable_note(
                          item.tested, units.points if what == "errors" else "{:+.2f}".format))
         if what == "errors":
@@ -316,4 +338,4 @@ class SlicePairs:
         r.significant = failing
         r.stat = "mean"
         r.method = (f"slice pairs ({pairs} ABBA pairs, mean per request, pair bootstrap "
-                    f"SE, t interval, Holm over {m})")
+                    f"SE, t interval, weighted Holm over {m})")

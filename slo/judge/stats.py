@@ -344,26 +344,36 @@ def detectable_note(comps: list[tuple[Change, float, float]], fmt: Callable[[flo
             f"at that level: run longer to see a smaller one.")
 
 
-def holm(p_values: list[float], alpha: float) -> list[tuple[bool, float]]:
+def holm(p_values: list[float], alpha: float, weights: list[float] | None = None
+         ) -> list[tuple[bool, float]]:
     """Holm's step-down over one family: (rejected, one-sided level it was tested at) each.
 
     Holm bounds the family-wise error rate by `alpha` under any dependence between the
-    tests (the p50, p90 and mean of one SLO are strongly dependent). A test not reached
-    because the step-down stopped earlier is reported at the level where it stopped, which
-    its p-value exceeds, so "fails" and "interval above the threshold" always agree.
-    (statsmodels' multipletests has Holm, but not the levels, and is a large dependency.)
+    tests (the p50, p90 and mean of one SLO are strongly dependent). With `weights`, the
+    weighted Holm procedure (Holm 1979): a test gets the share w_i / (sum of the weights
+    still in play) of alpha at each step, so a test that matters more can be given more of
+    the same family-wise alpha. A test not reached because the step-down stopped earlier is
+    reported at the level where it stopped, which its p-value exceeds, so "fails" and
+    "interval above the threshold" always agree.
+    (statsmodels' multipletests has Holm, but not the levels or weights, and is a large
+    dependency.)
     """
     m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    out: list[tuple[bool, float]] = [(False, alpha / max(m, 1))] * m
-    stop_level = None
-    for rank, i in enumerate(order):
-        level = alpha / (m - rank)
-        if stop_level is None and p_values[i] <= level:
+    w = list(weights) if weights is not None else [1.0] * m
+    if len(w) != m or any(x <= 0 for x in w):
+        raise ValueError("holm: one positive weight per p-value")
+    order = sorted(range(m), key=lambda i: p_values[i] / w[i])
+    left = float(sum(w))
+    out: list[tuple[bool, float]] = [(False, alpha * x / max(left, 1e-300)) for x in w]
+    stopped = False
+    for i in order:
+        level = alpha * w[i] / left
+        if not stopped and p_values[i] <= level:
             out[i] = (True, level)
+            left -= w[i]
         else:
-            stop_level = stop_level if stop_level is not None else level
-            out[i] = (False, stop_level)
+            stopped = True
+            out[i] = (False, level)
     return out
 
 

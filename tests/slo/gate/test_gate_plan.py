@@ -164,3 +164,47 @@ def test_sut_switch_drains_the_last_slice_before_flipping_bugs(
     assert events == [("sleep", SutTarget.switch_drain), ("bugs", ["n_plus_one"]),
                       ("sleep", SutTarget.switch_drain), ("bugs", [])]
     assert SutTarget.switch_drain >= 0.1  # longer than Locust's run-id poll (50 ms)
+
+
+def test_drive_gaps_only_where_the_side_changes(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each side switch gets the no-run-id gap; two slices of one side follow each other with
+    none (a request straddling that boundary went to the same side either way), and every
+    slice gets its own run id for the pairing."""
+    from slo.gate import Gate, GateConfig
+    from slo.gate.base import Target
+
+    class FakeTarget(Target):
+        kind = "fake"
+        separate_hosts = False
+
+        def start(self, gate: Gate) -> None: ...
+
+        def host(self, side: str) -> str:
+            return ""
+
+        def switch(self, side: str) -> None:
+            events.append(("switch", side))
+
+    events: list[tuple[str, object]] = []
+    gate = Gate(GateConfig(duration=2.0, slice_seconds=0.5, warmup=0.0, gap=0.2,
+                           workdir=str(tmp_path)), out=lambda s: None, target=FakeTarget())
+    monkeypatch.setattr(gate, "_wait_for_traffic", lambda: None)
+    monkeypatch.setattr(gate, "sleep", lambda s: events.append(("sleep", s)))
+    monkeypatch.setattr(gate, "set_slice",
+                        lambda run_id, side=None: events.append(("slice", run_id[-3:])))
+    ids = gate.drive(None)  # type: ignore[arg-type]
+    after_warmup = events[events.index(("sleep", 0.0), 2) + 1:]
+    assert after_warmup == [
+        ("slice", ""), ("switch", "baseline"), ("sleep", 0.2), ("slice", "b00"), ("sleep", 0.5),
+        ("slice", ""), ("switch", "candidate"), ("sleep", 0.2), ("slice", "c01"),
+        ("sleep", 0.5), ("slice", "c02"), ("sleep", 0.5),
+        ("slice", ""), ("switch", "baseline"), ("sleep", 0.2), ("slice", "b03"),
+        ("sleep", 0.5), ("slice", "b04"), ("sleep", 0.5),
+        ("slice", ""), ("switch", "candidate"), ("sleep", 0.2), ("slice", "c05"),
+        ("sleep", 0.5), ("slice", "c06"), ("sleep", 0.5),
+        ("slice", ""), ("switch", "baseline"), ("sleep", 0.2), ("slice", "b07"),
+        ("sleep", 0.5), ("slice", ""),
+    ]
+    assert [i[-3:] for i in ids["baseline"]] == ["b00", "b03", "b04", "b07"]
+    assert [i[-3:] for i in ids["candidate"]] == ["c01", "c02", "c05", "c06"]

@@ -161,6 +161,34 @@ def test_holm_steps_down_and_reports_the_level_it_stopped_at() -> None:
     assert holm([0.02, 0.03], 0.05) == [(True, 0.025), (True, 0.05)]
 
 
+def test_weighted_holm_gives_each_test_its_share_and_steps_down() -> None:
+    # Weights 2, 0.5, 0.5 (total 3): the first test at 2/3 of alpha, not 1/3 as unweighted.
+    out = holm([0.004, 0.5, 0.5], 0.01, [2.0, 0.5, 0.5])
+    assert out[0] == (True, pytest.approx(0.01 * 2 / 3))
+    assert holm([0.004, 0.5, 0.5], 0.01)[0][0] is False  # unweighted: 0.004 > 0.01 / 3
+    # After a rejection its weight leaves the pool: 0.5 / 1.0 of alpha for the next.
+    out = holm([0.001, 0.0049, 0.5], 0.01, [2.0, 0.5, 0.5])
+    assert out[1] == (True, pytest.approx(0.005)) and out[2] == (False, pytest.approx(0.01))
+    # Equal weights are plain Holm.
+    ps = [0.001, 0.04, 0.012, 0.3]
+    assert holm(ps, 0.05, [1.0] * 4) == holm(ps, 0.05)
+    with pytest.raises(ValueError):
+        holm([0.1, 0.2], 0.05, [1.0, 0.0])
+
+
+def test_weighted_holm_keeps_the_family_wise_error_under_alpha() -> None:
+    """Every null true, p-values uniform and independent (the worst case for the shares of
+    alpha adding up): the share of families with any rejection stays under alpha."""
+    rng = np.random.default_rng(11)
+    alpha, weights = 0.05, [3.0, 0.5, 0.5] * 4 + [1.0] * 4
+    trials = 20_000
+    hits = sum(any(r for r, _ in holm(list(rng.uniform(size=len(weights))), alpha, weights))
+               for _ in range(trials))
+    # The binomial SE at 5% is 0.15 points. Shares that do not add up to alpha (w_i over the
+    # tests left instead of over the weights left) reach ~6%.
+    assert hits / trials < alpha + 0.004
+
+
 def test_too_few_pairs_are_said_to_be_too_few() -> None:
     rng = np.random.default_rng(3)
     base, cand = _slices(rng, pairs=MIN_PAIRS - 1)
