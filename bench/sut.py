@@ -1,29 +1,34 @@
 """Benchmark of the system under test, measured in one run on this machine:
 
 1. tracing overhead of order-detail (GET /orders/<id>, all five services). The headline is
-   the CPU time all SUT processes spend per request, traced (OTLP export to a local HTTP/1.1
-   sink, as to `slo collect`) vs untraced (OTEL_SDK_DISABLED=true): untraced / traced CPU per
-   request is the throughput ratio a CPU-bound SUT reaches, and unlike throughput it hardly
-   moves when other processes load the machine. Both SUTs (and any variants) run at once and
-   take turns in short slices, rotated each round, so load from elsewhere falls on all of
-   them; each slice's CPU includes the exports its requests caused (read after the batch
-   processor's delay). Throughput per slice is printed too;
+   the CPU time all SUT processes spend per request (user + system, psutil), traced (OTLP
+   export to a local HTTP/1.1 sink, as to `slo collect`) vs untraced (OTEL_SDK_DISABLED=true):
+   untraced / traced CPU per request is the throughput ratio a CPU-bound SUT reaches, and it
+   moves far less than throughput when other processes load the machine. Every side's SUT is
+   up at once; each round loads all of them at the same time, each from its own load process
+   (`--alternate`: one after the other, rotated), so load from elsewhere falls on all of them
+   alike. A round's CPU includes the exports its requests caused (read after the batch
+   processor's delay). Printed: CPU per request over all rounds and the median and range of
+   the rounds' own ratios, and throughput per round;
 2. the stock look-up's median time with `missing_index` vs without (cache bypassed so every
    look-up reaches the database): the database span's median from the exported traces and
    the HTTP median seen by the client. The DB ratio should be well over 10x.
 
-    .venv/bin/python bench/sut.py [--seconds 8] [--rounds 3] [--clients 8] [--lookups 200]
-        [--variant 'LABEL:NAME=VALUE ...'] [--ref-sut PATH]
+    .venv/bin/python bench/sut.py [--seconds 3] [--rounds 20] [--clients 8] [--lookups 200]
+        [--alternate] [--variant 'LABEL:NAME=VALUE ...'] [--ref-sut PATH]
 
-`--variant` adds a traced SUT with extra environment (e.g. `gzip:OTEL_EXPORTER_OTLP_COMPRESSION=gzip`);
-`--ref-sut` adds a traced SUT run from another checkout's `sut` executable (e.g. main's
-`.venv/bin/sut`): before/after of a code change, alternated in the same run.
+`--variant` adds a traced SUT with extra environment: other exporter or batch settings
+(`bsp1000:OTEL_BSP_SCHEDULE_DELAY=1000`), or another checkout's code for a before/after in
+the same run (`main:PYTHONPATH=/path/to/checkout`: PYTHONPATH wins over the editable install).
+`--ref-sut` adds a traced SUT started by another checkout's `sut` executable. On a loaded
+2-core machine single rounds still differ by +-15%: use 20 or more short rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import multiprocessing
 import os
 import random
 import shutil
@@ -35,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -161,6 +167,25 @@ def load(port: int, seconds: float, clients: int, seed_: int = 0) -> int:
     return sum(counts)
 
 
+def _load_child(port: int, seconds: float, clients: int, seed_: int, out: Any) -> None:
+    out.put(load(port, seconds, clients, seed_))
+
+
+def simultaneous(ports: list[int], seconds: float, clients: int, seed_: int) -> list[int]:
+    """`load` on every port at the same time, each from its own process (no shared GIL), so
+    whatever else the machine does in those seconds falls on every side alike."""
+    ctx = multiprocessing.get_context("fork")
+    queues = [ctx.Queue() for _ in ports]
+    procs = [ctx.Process(target=_load_child, args=(port, seconds, clients, seed_, q))
+             for port, q in zip(ports, queues, strict=True)]
+    for p in procs:
+        p.start()
+    counts = [q.get(timeout=seconds + 120) for q in queues]
+    for p in procs:
+        p.join()
+    return counts
+
+
 def lookups(port: int, n: int) -> list[float]:
     """Client-side ms of n sequential stock look-ups of 3 random products."""
     rng = random.Random(7)
@@ -218,29 +243,41 @@ def overhead(tmp: Path, sides: list[Side], args: argparse.Namespace) -> None:
         for sut in suts:
             load(sut.base, 1.5, args.clients)  # warm-up: connections, caches, first exports
         time.sleep(args.settle)
+        pairs = list(zip(sides, suts, strict=True))
         for r in range(args.rounds):
-            k = r % len(sides)
-            pairs = list(zip(sides, suts, strict=True))
-            for side, sut in pairs[k:] + pairs[:k]:
-                cpu0, t0 = sut.cpu_seconds(), time.monotonic()
-                n = load(sut.base, args.seconds, args.clients, seed_=r)
-                wall = time.monotonic() - t0
-                time.sleep(args.settle)  # the batch processor exports what the slice recorded
-                side.cpu.append(sut.cpu_seconds() - cpu0)
+            if args.alternate:
+                k = r % len(sides)
+                for side, sut in pairs[k:] + pairs[:k]:
+                    cpu0, t0 = sut.cpu_seconds(), time.monotonic()
+                    n = load(sut.base, args.seconds, args.clients, seed_=r)
+                    wall = time.monotonic() - t0
+                    time.sleep(args.settle)  # the batch processor exports what the slice recorded
+                    side.cpu.append(sut.cpu_seconds() - cpu0)
+                    side.requests.append(n)
+                    side.wall.append(wall)
+                continue
+            cpu0 = [sut.cpu_seconds() for sut in suts]
+            t0 = time.monotonic()
+            counts = simultaneous([sut.base for sut in suts], args.seconds, args.clients, r)
+            wall = time.monotonic() - t0
+            time.sleep(args.settle)
+            for (side, sut), c0, n in zip(pairs, cpu0, counts, strict=True):
+                side.cpu.append(sut.cpu_seconds() - c0)
                 side.requests.append(n)
                 side.wall.append(wall)
     finally:
         for sut in suts:
             sut.stop()
 
-    print(f"order-detail, {args.rounds} rounds x {args.seconds:g} s per side, {args.clients} clients, "
+    how = "one side after the other, rotated" if args.alternate else "all sides at once, one load process each"
+    print(f"order-detail, {args.rounds} rounds x {args.seconds:g} s ({how}), {args.clients} clients per side, "
           f"load average at the end {os.getloadavg()[0]:.2f}")
     for side in sides:
         per = [side.cpu_ms(i) for i in range(len(side.cpu))]
         rps = [side.rps(i) for i in range(len(side.cpu))]
         print(f"  {side.label:<16} SUT CPU {side.cpu_ms():6.2f} ms/request "
-              f"(slices {min(per):.2f}-{max(per):.2f}), throughput median {statistics.median(rps):6.1f} req/s "
-              f"(slices {min(rps):.1f}-{max(rps):.1f})")
+              f"(rounds {min(per):.2f}-{max(per):.2f}), throughput median {statistics.median(rps):6.1f} req/s "
+              f"(rounds {min(rps):.1f}-{max(rps):.1f})")
     base = {s.label: s for s in sides}
     traced, untraced = base["traced"], base["untraced"]
 
@@ -267,9 +304,11 @@ def overhead(tmp: Path, sides: list[Side], args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=8.0, help="length of one slice")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0, help="length of one round")
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--alternate", action="store_true",
+                    help="load one side at a time (rotated) instead of all sides at once")
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds after a slice before its CPU is read (exports of its spans)")
     ap.add_argument("--lookups", type=int, default=200, help="0 skips the missing_index part")
