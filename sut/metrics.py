@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from flask import Flask, Response, g, request
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -41,8 +41,12 @@ def _multiproc_dir() -> str | None:
 
 
 def init_metrics(app: Flask, service_name: str) -> MeterProvider:
-    """Add GET /metrics to `app` and time every request; returns a MeterProvider for the Flask
-    instrumentation (without readers: Prometheus is served from prometheus_client)."""
+    """Add GET /metrics to `app` and time every request; returns the MeterProvider for the Flask
+    instrumentation: a no-op one, since Prometheus is served from prometheus_client here.
+
+    An SDK MeterProvider without readers kept nothing, yet the instrumentation still recorded
+    into it (two histograms and a counter per request, attributes validated each time): CPU
+    that OTEL_SDK_DISABLED=true did not spend, so it counted as tracing overhead (issue 12)."""
     multiproc = _multiproc_dir()
     registry = CollectorRegistry(auto_describe=True)
     duration = Histogram(
@@ -72,6 +76,6 @@ def init_metrics(app: Flask, service_name: str) -> MeterProvider:
             return Response(generate_latest(scrape), mimetype=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
-    provider = MeterProvider()
+    provider = NoOpMeterProvider()
     app.extensions["sut.meter_provider"] = provider
     return provider
