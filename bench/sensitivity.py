@@ -43,6 +43,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 TARGET = ("order-detail", "latency_regression")  # where cpu_regression shows
 
 
+def _default_slice() -> float:
+    from slo.gate import GateConfig
+
+    return GateConfig().slice_seconds
+
+
 def _default_pairs() -> int:
     """ABBA pairs of a default gate: its seconds per side over its seconds per slice."""
     from slo.gate import GateConfig
@@ -195,6 +201,54 @@ def relabel(spec: Any, per_slo: dict[str, list[dict]], n_slices: int, reps: int,
                       for s in shifts}}
 
 
+def needed_duration(spec: Any, per_slo: dict[str, list[dict]], n_slices: int, window: int,
+                    shift: float = 0.10, power: float = 0.95, windows: int = 60,
+                    seed: int = 5) -> list[dict[str, Any]]:
+    """Per SLO: the standard error of the p5-50 change at `window` pairs (median over random
+    windows of the recording) and the pairs a pure `shift` needs to be caught with `power` at
+    the level a default check gives p5-50 (its weighted share of alpha over the recording's
+    live comparisons), assuming the error falls with 1 / sqrt(pairs). What the gate's duration
+    would have to be on a machine as noisy as the recording's."""
+    from scipy import stats as sps
+
+    from slo.judge.pairs import LATENCY_WEIGHTS, weight
+    from slo.judge.stats import BODY, paired_change
+
+    rng = np.random.default_rng(seed)
+    n_pairs = n_slices // 2
+    window = min(window, n_pairs)
+    # the family of a default check on this recording: every SLO's latency statistics, plus
+    # one count or error comparison per SLO and kind that varies
+    total = sum(LATENCY_WEIGHTS.values()) * len(per_slo) + sum(
+        weight(what, "mean") for sl in per_slo.values()
+        for what in ("errors", "db_queries", "repeated_queries")
+        if len({s["errors"] if what == "errors" else tuple(s[what]) for s in sl}) > 1)
+    level = spec.slos[0].regression.alpha * LATENCY_WEIGHTS[BODY] / total
+    rows = []
+    for slo in spec.slos:
+        sl = per_slo.get(slo.name) or []
+        ses = []
+        for _ in range(windows):
+            start = int(rng.integers(0, n_pairs - window + 1))
+            pairs = [(2 * k, 2 * k + 1) for k in range(start, start + window)]
+            ch = paired_change([np.asarray(sl[i]["latency_ms"], np.float64) for i, _ in pairs],
+                               [np.asarray(sl[j]["latency_ms"], np.float64) for _, j in pairs],
+                               BODY, "log")
+            if ch is not None and ch.se > 0:
+                ses.append(ch.se)
+        row: dict[str, Any] = {"slo": slo.name, "per_slice": float(np.mean([x["n"] for x in sl]))
+                               if sl else 0.0, "se": None, "pairs": None}
+        if ses:
+            se = float(np.median(ses))
+            gap = np.log1p(shift) - np.log1p(slo.regression.latency or 0.0)
+            z = sps.norm.isf(1 - power)
+            row["se"] = se
+            row["pairs"] = next((n for n in range(4, 100_000) if (
+                sps.t.isf(level, n - 1) + z) * se * np.sqrt(window / n) <= gap), None)
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -235,6 +289,7 @@ def main() -> int:
     args = ap.parse_args()
     out: dict[str, Any] = {"args": vars(args)}
     shifts = [float(s) / 100 for s in args.shifts.split(",") if s]
+    slice_s = _default_slice()
     if args.weights:
         from slo.judge import pairs
 
@@ -270,6 +325,19 @@ def main() -> int:
             for n in names:
                 print(f"    | {n} | " + " | ".join(f"{v.get(n, 0) * 100:.0f}%"
                                                   for v in res["power"].values()) + " |")
+            need = needed_duration(spec, per_slo, len(labels), args.window)
+            out["needed"] = need
+            print(f"\n    what +10% needs for 95% power on a machine this noisy ({slice_s:g} s "
+                  "slices; error ~ 1/sqrt(pairs))")
+            print(f"    | SLO | requests per slice | SE of p5-50 change at {res['window_pairs']} "
+                  "pairs | pairs needed | seconds per side |")
+            print("    | --- | --- | --- | --- | --- |")
+            for r in need:
+                se = f"{r['se'] * 100:.1f}%" if r["se"] is not None else "-"
+                n = r["pairs"]
+                print(f"    | {r['slo']} | {r['per_slice']:.1f} | {se} | {n or '-'} | "
+                      f"{n * slice_s:g} |" if n else f"    | {r['slo']} | {r['per_slice']:.1f} | "
+                      f"{se} | - | - |")
 
     rows: list[dict[str, Any]] = []
     plan = [""] * args.aa
