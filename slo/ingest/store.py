@@ -47,11 +47,16 @@ _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 #: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through
 _WAL_BUFFER = 1 << 20
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
-#: String columns with few distinct values (Parquet stores them as dictionaries): what
-#: `SpanStore.read(dictionary=...)` may keep encoded. Not the ids, not run_id (adoption
-#: aggregates it).
-DICTIONARY_COLUMNS = ("service", "name", "kind", "status_message", "db_system",
+#: String columns with few distinct values (Parquet stores them as dictionaries; a trace's
+#: spans share its id): what `SpanStore.read(dictionary=...)` may keep encoded. Not the span
+#: ids (one per span), not run_id (adoption aggregates it).
+DICTIONARY_COLUMNS = ("trace_id", "service", "name", "kind", "status_message", "db_system",
                       "db_statement", "http_route")
+
+
+def _plain(col: Any) -> Any:
+    """A string column as plain strings (decoded if dictionary-encoded)."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
 def _schema(columns: list[str] | None, dictionary: Sequence[str] = ()) -> pa.Schema:
@@ -307,9 +312,12 @@ class SpanStore:
         orphans = self._load({UNLABELLED}, columns, dictionary)
         if not orphans.num_rows:
             return t
-        traces = t.group_by("trace_id").aggregate([("run_id", "min")])
-        keys = traces["trace_id"].combine_chunks()
-        idx = pc.index_in(orphans["trace_id"], value_set=keys)
+        by = t.select(["trace_id", "run_id"])
+        if pa.types.is_dictionary(by.schema.field("trace_id").type):  # one dictionary to group
+            by = by.set_column(0, "trace_id", by["trace_id"].unify_dictionaries())
+        traces = by.group_by("trace_id").aggregate([("run_id", "min")])
+        keys = _plain(traces["trace_id"].combine_chunks())
+        idx = pc.index_in(_plain(orphans["trace_id"]), value_set=keys)
         keep = pc.is_valid(idx)
         if not pc.any(keep).as_py():
             return t

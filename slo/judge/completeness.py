@@ -109,17 +109,17 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     trace_col = t.column("trace_id")
     has_parent = ix.has_parent
     orphan = (ix.parent < 0) & has_parent
-    out.traces = int(pc.count_distinct(trace_col).as_py())
+    out.traces = ix.n_traces
     bad: set[str] = set()
     if orphan.any():
         rows = np.flatnonzero(orphan)
-        o_tids = trace_col.take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        o_tids = ix.strings("trace_id", rows).to_numpy(zero_copy_only=False)
         o_pids = t.column("parent_span_id").take(pa.array(rows)).to_numpy(zero_copy_only=False)
         missing: dict[str, set[str]] = {}
         for tid, pid in zip(o_tids, o_pids, strict=True):
             missing.setdefault(tid, set()).add(pid)
         cand = pa.array(sorted(missing), pa.string())
-        roots = trace_col.take(pa.array(np.flatnonzero(~has_parent)))
+        roots = ix.strings("trace_id", np.flatnonzero(~has_parent))
         rooted = set(pc.filter(roots, pc.is_in(roots, cand)).to_pylist())
         bad = {tid for tid, pids in missing.items() if len(pids) > 1 or tid in rooted}
         entry = {tid for tid, pids in missing.items() if len(pids) == 1 and tid not in rooted}
@@ -154,10 +154,9 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
         cut = unanswered[calls] & np.isin(keys, list(served))
         out.cut_calls = int(cut.sum())
         if out.cut_calls:
-            bad |= set(trace_col.take(pa.array(calls[cut])).to_pylist())
+            bad |= set(ix.strings("trace_id", calls[cut]).to_pylist())
     if bad:
-        out.row_complete = ~pc.is_in(trace_col, pa.array(sorted(bad), pa.string())).to_numpy(
-            zero_copy_only=False).astype(bool)
+        out.row_complete = ~ix.in_traces(bad)
     out.complete = out.traces - len(bad)
     if out.clients >= MIN_CALLS and out.unanswered_clients > UNANSWERED_SHARE * out.clients:
         out.signals.append(f"{out.unanswered_clients} of {out.clients} client calls have no "

@@ -96,6 +96,39 @@ class RunIndex:
                 self._dict_cache[name] = (idx.astype(np.int32), enc.dictionary.to_pylist())
         return self._dict_cache[name]
 
+    @cached_property
+    def _trace_dictionary(self) -> tuple[np.ndarray, pa.Array]:
+        """(code per row, distinct trace ids) of a trace_id column read dictionary-encoded;
+        ids no row uses are dropped."""
+        col = self.column("trace_id").unify_dictionaries()
+        values = col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
+        parts = [c.indices.to_numpy(zero_copy_only=False) for c in col.chunks]
+        idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
+        used = np.bincount(idx, minlength=len(values)) > 0
+        if not used.all():
+            remap = np.full(len(values), -1, np.int32)
+            remap[used] = np.arange(int(used.sum()), dtype=np.int32)
+            idx, values = remap[idx], values.filter(pa.array(used))
+        return idx, values
+
+    @cached_property
+    def n_traces(self) -> int:
+        """Distinct trace ids."""
+        if self.n == 0:
+            return 0
+        if pa.types.is_dictionary(self.column("trace_id").type):
+            return len(self._trace_dictionary[1])
+        return int(pc.count_distinct(self.column("trace_id")).as_py())
+
+    def in_traces(self, trace_ids: Iterable[str]) -> np.ndarray:
+        """Boolean mask of the rows that belong to these traces."""
+        want = pa.array(sorted(set(trace_ids)), pa.string())
+        if pa.types.is_dictionary(self.column("trace_id").type):
+            idx, values = self._trace_dictionary
+            return pc.is_in(values, value_set=want).to_numpy(zero_copy_only=False)[idx]
+        return pc.is_in(self.column("trace_id"), value_set=want).to_numpy(
+            zero_copy_only=False).astype(bool)
+
     def strings(self, name: str, rows: np.ndarray) -> pa.Array:
         """The values of string column `name` at these rows, as plain strings (a column
         read dictionary-encoded is decoded for these rows only)."""
@@ -132,7 +165,13 @@ class RunIndex:
         """
         if self.n == 0:
             return np.zeros(0, np.int64)
-        tid = _hex64(pc.utf8_slice_codeunits(self.column("trace_id"), 16, 32))
+        if pa.types.is_dictionary(self.column("trace_id").type):
+            # the low half of each distinct trace id once, then one per span by its code
+            idx, values = self._trace_dictionary
+            low = _hex64(pc.utf8_slice_codeunits(values, 16, 32))
+            tid = low[idx] if low is not None else None
+        else:
+            tid = _hex64(pc.utf8_slice_codeunits(self.column("trace_id"), 16, 32))
         sid = _hex64(self.column("span_id"))
         pid = _hex64(self.column("parent_span_id"))
         if tid is None or sid is None or pid is None:
@@ -155,13 +194,15 @@ class RunIndex:
         pos[pos == len(skey)] = 0
         found = (skey[pos] == pkey) & self.has_parent
         del skey, pkey
-        out = np.where(found, order[pos], -1).astype(np.int64)
+        out = np.where(found, order[pos], -1).astype(_row_type(self.n))
         del order, pos, found
-        out[out == np.arange(self.n)] = -1  # a span that names itself as parent
+        out[out == np.arange(self.n, dtype=out.dtype)] = -1  # a span naming itself as parent
         return out
 
     def _parent_by_strings(self) -> np.ndarray:
         tid = self.column("trace_id")
+        if pa.types.is_dictionary(tid.type):
+            tid = tid.cast(pa.string())
         key = pc.binary_join_element_wise(tid, self.column("span_id"), "/")
         pkey = pc.binary_join_element_wise(tid, self.column("parent_span_id"), "/")
         idx = pc.index_in(pkey, value_set=key.combine_chunks())
@@ -211,7 +252,8 @@ class RunIndex:
               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Ancestors of `rows` level by level: (ancestor rows, positions in rows); appends to
         `cyclic` whether rows were still climbing after MAX_DEPTH levels."""
-        cur, keep = rows, np.arange(len(rows))
+        cur, keep = rows.astype(_row_type(self.n), copy=False), np.arange(
+            len(rows), dtype=_row_type(len(rows)))
         for _ in range(MAX_DEPTH):
             if len(cur) == 0:
                 break
@@ -258,7 +300,7 @@ class RunIndex:
 
     @cached_property
     def _db_rows(self) -> np.ndarray:
-        return np.flatnonzero(self.is_db)
+        return np.flatnonzero(self.is_db).astype(_row_type(self.n))
 
     def count_stats(self, selected: np.ndarray) -> CountStats:
         """DB query counts under each selected row (`selected`: row numbers, sorted)."""
@@ -305,7 +347,7 @@ class RunIndex:
         mask = np.zeros(self.n, bool)
         mask[selected] = True
         counts = np.zeros(k, np.int64)
-        cur = np.arange(self.n, dtype=np.int64)
+        cur = np.arange(self.n, dtype=_row_type(self.n))
         for _ in range(MAX_DEPTH):
             if len(cur) == 0:
                 return counts
@@ -350,7 +392,7 @@ class RunIndex:
         take = pa.array(np.asarray(rows, np.int64))
         if self.source is None:
             return self.column("attributes").take(take)
-        return self.source.attributes_of(self.column("trace_id").take(take),
+        return self.source.attributes_of(self.strings("trace_id", rows),
                                          self.column("span_id").take(take))
 
     def attributes_matching(self, pattern: str, any_of: Sequence[str] = ()
@@ -371,7 +413,7 @@ class RunIndex:
         if self.source is not None:  # whole rows, read for these traces only
             whole = self.source.traces(ids)
         else:
-            whole = self.table.filter(pc.is_in(self.column("trace_id"), value_set=pa.array(ids)))
+            whole = self.table.filter(pa.array(self.in_traces(ids)))
         for row in whole.to_pylist():
             out[row["trace_id"]].append(row)
         return out
@@ -401,6 +443,12 @@ def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
     ix = RunIndex(spans, source)
     _LAST = (weakref.ref(spans), ix)
     return ix
+
+
+def _row_type(n: int) -> type[np.signedinteger[Any]]:
+    """The narrowest signed integer type that numbers `n` rows (and -1): int32 up to 2^31
+    rows, half the memory of int64 for each array of rows the tree walks hold."""
+    return np.int32 if n < 2**31 - 1 else np.int64
 
 
 def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
