@@ -142,7 +142,7 @@ def breakdown(d: Path) -> list[tuple[str, float, float]]:
                           lambda: read_for_check(SpanStore(d / "store"), "cand"))
     sql = source.sql if source is not None else None
     timed("detectors alone, over Parquet", lambda: run_detectors(spans, spec.detectors, sql=sql))
-    real, check.run_detectors = check.run_detectors, lambda t, c, sql=None: []
+    real, check.run_detectors = check.run_detectors, lambda *a, **k: []
     try:
         timed("check without detectors (slo.judge.check)",
               lambda: check.run_check(spec, spans, baseline, source=source))

@@ -160,9 +160,8 @@ def read_for_check(store: Any, run_ids: str | list[str], *, start_ns: int | None
     source is None. From Parquet, `slo.ingest.store.DICTIONARY_COLUMNS` come dictionary-
     encoded (`RunIndex.codes` reads their codes as they are).
     """
-    from slo.judge.check import CHECK_COLUMNS, CORE_COLUMNS
-
     from slo.ingest.store import DICTIONARY_COLUMNS
+    from slo.judge.check import CHECK_COLUMNS, CORE_COLUMNS
 
     source = store.source(run_ids, start_ns=start_ns, end_ns=end_ns)
     if source is None:

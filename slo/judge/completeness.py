@@ -106,7 +106,6 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     if ix.n == 0:
         return out
     t = ix.table
-    trace_col = t.column("trace_id")
     has_parent = ix.has_parent
     orphan = (ix.parent < 0) & has_parent
     out.traces = ix.n_traces

@@ -22,6 +22,7 @@ a few statement texts millions of times.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -278,16 +279,23 @@ def _upper_keywords(normalized: str) -> str:
         return normalized
 
 
+_SHOWN_LOCK = threading.Lock()
+
+
 def shown(statements: Iterable[str]) -> dict[str, str]:
     """Each statement -> the text its group is shown as: statements with one `key` are one
     group, shown as the least of their normalized texts, as written, whatever order they
     come in (DuckDB's DISTINCT has none)."""
     distinct = set(statements)
     texts: dict[str, str] = {}
-    for s in distinct:
-        k, text = key(s), normalize(s)
-        texts[k] = min(texts.get(k, text), text)
-    return {s: texts[key(s)] for s in distinct}
+    # The check and its detectors (a second thread) name the same statements at the same
+    # time: one tokenizes them, the other then finds them in the caches instead of tokenizing
+    # them again beside it.
+    with _SHOWN_LOCK:
+        for s in distinct:
+            k, text = key(s), normalize(s)
+            texts[k] = min(texts.get(k, text), text)
+        return {s: texts[key(s)] for s in distinct}
 
 
 def short(statement: str, width: int = 80) -> str:
