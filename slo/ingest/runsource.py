@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from slo.ingest.spans import SCHEMA
 
@@ -122,20 +123,21 @@ class RunSource:
                          params=[pattern, *any_of]).to_arrow_table()
         return t.column("attributes").combine_chunks().cast(pa.string())
 
-    def cut_calls(self, trace_ids: pa.Array, span_ids: pa.Array, peer: str) -> list[str]:
+    def cut_calls(self, trace_ids: pa.Array, span_ids: pa.Array, peer: str
+                  ) -> tuple[int, list[str]]:
         """Of these client calls (pairs of ids: the calls no server span answered in their
         trace), the ones whose caller service, span name and called host:port (`peer`, an
         RE2 pattern over the attributes whose group 1 is the host:port) some other client
-        call of the run has, answered: one trace id per such call.
+        call of the run has, answered: how many, and their distinct trace ids.
 
         `slo.judge.completeness` over the store's files: the unanswered calls are few, so
         DuckDB scans the client spans once and only their trace ids come back."""
         if len(trace_ids) == 0:
-            return []
+            return 0, []
         self.con.register("slo_unanswered", pa.table({"trace_id": trace_ids,
                                                       "span_id": span_ids}))
         try:
-            rows = self.con.execute(
+            cut = self.con.sql(
                 f"""WITH c AS MATERIALIZED (
                         SELECT trace_id, span_id, service || '|' || name || '|' ||
                                coalesce(regexp_extract(attributes, $1, 1), '') AS key
@@ -145,9 +147,10 @@ class RunSource:
                         SELECT DISTINCT c.key FROM c ANTI JOIN slo_unanswered u
                         ON c.trace_id = u.trace_id AND c.span_id = u.span_id
                     )
-                    SELECT c.trace_id FROM c SEMI JOIN slo_unanswered u
+                    SELECT c.trace_id, count(*) AS calls FROM c SEMI JOIN slo_unanswered u
                     ON c.trace_id = u.trace_id AND c.span_id = u.span_id
-                    WHERE c.key IN (SELECT key FROM served)""", [peer]).fetchall()
+                    WHERE c.key IN (SELECT key FROM served) GROUP BY c.trace_id""",
+                params=[peer]).to_arrow_table()
         finally:
             self.con.unregister("slo_unanswered")
-        return [r[0] for r in rows]
+        return int(pc.sum(cut["calls"]).as_py() or 0), cut["trace_id"].to_pylist()

@@ -141,10 +141,9 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     out.unanswered_clients = int(unanswered.sum())
     if out.unanswered_clients and ix.source is not None:
         # over the store's files: only the unanswered calls come back from DuckDB
-        cut_traces = ix.source.cut_calls(ix.strings("trace_id", np.flatnonzero(unanswered)),
-                                         ix.strings("span_id", np.flatnonzero(unanswered)),
-                                         _PEER_SQL)
-        out.cut_calls = len(cut_traces)  # one trace id per cut call
+        rows = np.flatnonzero(unanswered)
+        out.cut_calls, cut_traces = ix.source.cut_calls(
+            ix.strings("trace_id", rows), ix.strings("span_id", rows), _PEER_SQL)
         bad |= set(cut_traces)
     elif out.unanswered_clients:
         calls = np.flatnonzero(client)
