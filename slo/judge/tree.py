@@ -461,8 +461,7 @@ def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
     n = len(idx)
     first = np.full(len(values) + 1, n, np.int64)  # [-1]: nulls, ignored
-    # assignments in reverse row order: where a code repeats, its first row is written last
-    first[idx[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)
+    np.minimum.at(first, idx, np.arange(n, dtype=np.int64))  # each code's first row
     first = first[:len(values)]
     used = np.flatnonzero(first < n)
     order = used[np.argsort(first[used], kind="stable")]
