@@ -98,9 +98,9 @@ def prepare(d: Path, n_spans: int) -> None:
     w = StoreWriter(d / "store")
     w.append(base)
     n = 0
-    for t in tiles(n_spans, "cand", 2, ["n_plus_one", "missing_index"], 0.02):
-        w.append(t)
-        n += t.num_rows
+    for tile in tiles(n_spans, "cand", 2, ["n_plus_one", "missing_index"], 0.02):
+        w.append(tile)
+        n += tile.num_rows
     w.close()
     save_baseline(build_baseline(parse_spec(SPEC, "slo.yaml"), base), d / "baseline.json")
     print(f"prepared {n:,} candidate spans ({base.num_rows:,} baseline) in "
@@ -142,7 +142,7 @@ def breakdown(d: Path) -> list[tuple[str, float, float]]:
                           lambda: read_for_check(SpanStore(d / "store"), "cand"))
     sql = source.sql if source is not None else None
     timed("detectors alone, over Parquet", lambda: run_detectors(spans, spec.detectors, sql=sql))
-    real, check.run_detectors = check.run_detectors, lambda t, c, sql=None: []
+    real, check.run_detectors = check.run_detectors, lambda *a, **k: []
     try:
         timed("check without detectors (slo.judge.check)",
               lambda: check.run_check(spec, spans, baseline, source=source))

@@ -157,13 +157,19 @@ def read_for_check(store: Any, run_ids: str | list[str], *, start_ns: int | None
     When the runs sit in Parquet only, the table holds `slo.check.CORE_COLUMNS` and the
     source (`slo.ingest.runsource.RunSource`) reads the attributes and whole traces on demand;
     otherwise (a collector is still writing) the table holds `CHECK_COLUMNS` and the
-    source is None.
+    source is None. From Parquet, `slo.ingest.store.DICTIONARY_COLUMNS` come dictionary-
+    encoded (`RunIndex.codes` reads their codes as they are).
     """
+    from slo.ingest.store import DICTIONARY_COLUMNS
     from slo.judge.check import CHECK_COLUMNS, CORE_COLUMNS
 
     source = store.source(run_ids, start_ns=start_ns, end_ns=end_ns)
-    spans = store.read(run_ids, start_ns=start_ns, end_ns=end_ns,
-                       columns=CORE_COLUMNS if source is not None else CHECK_COLUMNS)
+    if source is None:
+        return store.read(run_ids, start_ns=start_ns, end_ns=end_ns, columns=CHECK_COLUMNS), None
+    # names, statements and messages stay dictionary-encoded, as Parquet stores them: a
+    # 4-byte code per span each instead of the strings (10M spans: ~1 GiB less)
+    spans = store.read(run_ids, start_ns=start_ns, end_ns=end_ns, columns=CORE_COLUMNS,
+                       dictionary=DICTIONARY_COLUMNS)
     return spans, source
 
 

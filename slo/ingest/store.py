@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,23 @@ _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 #: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through
 _WAL_BUFFER = 1 << 20
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
+#: String columns with few distinct values (Parquet stores them as dictionaries; a trace's
+#: spans share its id): what `SpanStore.read(dictionary=...)` may keep encoded. Not the span
+#: ids (one per span), not run_id (adoption aggregates it).
+DICTIONARY_COLUMNS = ("trace_id", "service", "name", "kind", "status_message", "db_system",
+                      "db_statement", "http_route")
+
+
+def _plain(col: Any) -> Any:
+    """A string column as plain strings (decoded if dictionary-encoded)."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _schema(columns: list[str] | None, dictionary: Sequence[str] = ()) -> pa.Schema:
+    """`SCHEMA` (or these columns of it), the `dictionary` columns dictionary-encoded."""
+    fields = [SCHEMA.field(c) for c in (columns if columns is not None else SCHEMA.names)]
+    return pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary
+                      else f for f in fields])
 #: the run of spans that carry no run id (the collector's default `--run-id`)
 UNLABELLED = ""
 
@@ -122,8 +139,11 @@ class SpanStore:
                 "or pass --traces/--jaeger)"
             )
 
-    def _load(self, run_ids: set[str] | None, columns: list[str] | None) -> pa.Table:
-        """Spans of the given runs (None: all) from Parquet and live WAL segments, no duplicates."""
+    def _load(self, run_ids: set[str] | None, columns: list[str] | None,
+              dictionary: Sequence[str] = ()) -> pa.Table:
+        """Spans of the given runs (None: all) from Parquet and live WAL segments, no duplicates.
+
+        `dictionary`: string columns to keep dictionary-encoded (see `read`)."""
         for _attempt in range(20):
             wal = sorted(self.wal_dir.glob("seg-*.arrows")) if self.wal_dir.is_dir() else []
             wal_segs = {_seg_number(p) for p in wal}
@@ -138,6 +158,7 @@ class SpanStore:
                 for p in sorted(d.glob("seg-*.parquet"))
                 if _seg_number(p) not in wal_segs
             ]
+            schema, whole = _schema(columns, dictionary), _schema(None, dictionary)
             tables = []
             try:
                 for p in wal:
@@ -151,13 +172,12 @@ class SpanStore:
                 for p in parquet:
                     # One thread per file: Arrow's column threads cost more CPU than they
                     # save on a small, shared box (1M spans: 0.6 s CPU instead of 1.2-1.8 s)
-                    tables.append(pq.read_table(p, columns=columns, schema=SCHEMA,
+                    tables.append(pq.read_table(p, columns=columns, schema=whole,
                                                 use_threads=False))
             except FileNotFoundError:
                 continue
             except (pa.ArrowException, OSError) as e:
                 raise SourceError(f"unreadable span store file {p}: {e}") from None
-            schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
             if not tables:
                 return schema.empty_table()
             return pa.concat_tables([t.cast(schema) for t in tables])
@@ -199,6 +219,7 @@ class SpanStore:
         end_ns: int | None = None,
         adopt: bool = True,
         columns: list[str] | None = None,
+        dictionary: Sequence[str] = (),
     ) -> pa.Table:
         """Spans of the runs (None: the latest run) that start inside [start_ns, end_ns).
 
@@ -206,7 +227,14 @@ class SpanStore:
         auto-instrumentation) join the run of their trace; see `_adopt_unlabelled`.
         `columns`: only these columns, in this order (None: all of `SCHEMA`). Parquet is
         columnar: the JSON columns a stage does not use are never decoded.
+        `dictionary`: string columns (of few distinct values: `DICTIONARY_COLUMNS`) returned
+        dictionary-encoded, as Parquet already stores them: a 10M-span run then holds a
+        4-byte code per span for each, not the strings (`slo check` reads so).
         """
+        bad = [c for c in dictionary if c not in DICTIONARY_COLUMNS]
+        if bad:
+            raise SourceError(f"span column(s) {', '.join(bad)} cannot be read dictionary-"
+                              f"encoded (only {', '.join(DICTIONARY_COLUMNS)})")
         load = None
         if columns is not None:
             unknown = [c for c in columns if c not in SCHEMA.names]
@@ -223,7 +251,7 @@ class SpanStore:
             wanted = {latest}
         else:
             wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
-        t = self._load(wanted, load)
+        t = self._load(wanted, load, dictionary)
         unknown = sorted(wanted - set(pc.unique(t["run_id"]).to_pylist()))
         if unknown:
             runs = self.runs()
@@ -233,7 +261,7 @@ class SpanStore:
                 f"(known runs: {names})"
             )
         if adopt and UNLABELLED not in wanted:
-            t = self._adopt_unlabelled(t, load)
+            t = self._adopt_unlabelled(t, load, dictionary)
         if start_ns is not None:
             t = t.filter(pc.greater_equal(t["start_ns"], start_ns))
         if end_ns is not None:
@@ -269,7 +297,8 @@ class SpanStore:
         orphans = files({UNLABELLED}) if adopt and UNLABELLED not in wanted else []
         return RunSource(own, orphans, start_ns=start_ns, end_ns=end_ns)
 
-    def _adopt_unlabelled(self, t: pa.Table, columns: list[str] | None = None) -> pa.Table:
+    def _adopt_unlabelled(self, t: pa.Table, columns: list[str] | None = None,
+                          dictionary: Sequence[str] = ()) -> pa.Table:
         """Add the unlabelled spans whose trace belongs to a run in `t`, relabelled to that run.
 
         A span belongs to the run of its trace: the load generator's client span (and any
@@ -280,12 +309,15 @@ class SpanStore:
         """
         if not t.num_rows:
             return t
-        orphans = self._load({UNLABELLED}, columns)
+        orphans = self._load({UNLABELLED}, columns, dictionary)
         if not orphans.num_rows:
             return t
-        traces = t.group_by("trace_id").aggregate([("run_id", "min")])
-        keys = traces["trace_id"].combine_chunks()
-        idx = pc.index_in(orphans["trace_id"], value_set=keys)
+        by = t.select(["trace_id", "run_id"])
+        if pa.types.is_dictionary(by.schema.field("trace_id").type):  # one dictionary to group
+            by = by.set_column(0, "trace_id", by["trace_id"].unify_dictionaries())
+        traces = by.group_by("trace_id").aggregate([("run_id", "min")])
+        keys = _plain(traces["trace_id"].combine_chunks())
+        idx = pc.index_in(_plain(orphans["trace_id"]), value_set=keys)
         keep = pc.is_valid(idx)
         if not pc.any(keep).as_py():
             return t

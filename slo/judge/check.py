@@ -102,8 +102,10 @@ class _Check:
         # The detectors are DuckDB queries, which run without the GIL: in a second thread
         # they overlap the numpy work below instead of following it.
         pool = ThreadPoolExecutor(1, thread_name_prefix="slo-detectors")
+        source = ix.source
         detecting = pool.submit(run_detectors, ix.table, spec.detectors,
-                                sql=ix.source.sql if ix.source is not None else None)
+                                sql=source.sql if source is not None else None,
+                                con=source.con if source is not None else None)
         pool.shutdown(wait=False)
         evals = [evaluate(ix, s) for s in spec.slos]
         base_slos: dict[str, Any] = (self.baseline or {}).get("slos") or {}

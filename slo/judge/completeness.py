@@ -41,6 +41,8 @@ _SAMPLER_KEYS = re.compile(
     r'"(sampler\.type|sampler\.param|sampling\.priority|otel\.sampling[^"]*)"')
 #: One pass over the attributes finds every span worth a closer look.
 _SIGNAL_KEYS = r'"(sampler\.|sampling\.|otel\.sampling|slo\.tracestate")'
+#: Words every match of _SIGNAL_KEYS contains: a cheap pre-filter for the regular expression.
+_SIGNAL_WORDS = ("sampl", '"slo.tracestate"')
 _OT_SAMPLING = re.compile(r"(?:^|,)\s*ot=[^,]*\b(?:th|p|r|rv):")
 #: Client calls without an answering server span, as a share of all calls, that says sampling.
 UNANSWERED_SHARE = 0.5
@@ -104,21 +106,19 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     if ix.n == 0:
         return out
     t = ix.table
-    trace_col = t.column("trace_id")
-    has_parent = pc.not_equal(pc.fill_null(t.column("parent_span_id"), ""), "")
-    has_parent = has_parent.to_numpy(zero_copy_only=False).astype(bool)
+    has_parent = ix.has_parent
     orphan = (ix.parent < 0) & has_parent
-    out.traces = int(pc.count_distinct(trace_col).as_py())
+    out.traces = ix.n_traces
     bad: set[str] = set()
     if orphan.any():
         rows = np.flatnonzero(orphan)
-        o_tids = trace_col.take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        o_tids = ix.strings("trace_id", rows).to_numpy(zero_copy_only=False)
         o_pids = t.column("parent_span_id").take(pa.array(rows)).to_numpy(zero_copy_only=False)
         missing: dict[str, set[str]] = {}
         for tid, pid in zip(o_tids, o_pids, strict=True):
             missing.setdefault(tid, set()).add(pid)
         cand = pa.array(sorted(missing), pa.string())
-        roots = trace_col.take(pa.array(np.flatnonzero(~has_parent)))
+        roots = ix.strings("trace_id", np.flatnonzero(~has_parent))
         rooted = set(pc.filter(roots, pc.is_in(roots, cand)).to_pylist())
         bad = {tid for tid, pids in missing.items() if len(pids) > 1 or tid in rooted}
         entry = {tid for tid, pids in missing.items() if len(pids) == 1 and tid not in rooted}
@@ -139,17 +139,22 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     out.clients = int(client.sum())
     unanswered = client & ~answered
     out.unanswered_clients = int(unanswered.sum())
-    if out.unanswered_clients:
+    if out.unanswered_clients and ix.source is not None:
+        # over the store's files: only the unanswered calls come back from DuckDB
+        rows = np.flatnonzero(unanswered)
+        out.cut_calls, cut_traces = ix.source.cut_calls(
+            ix.strings("trace_id", rows), ix.strings("span_id", rows), _PEER_SQL)
+        bad |= set(cut_traces)
+    elif out.unanswered_clients:
         calls = np.flatnonzero(client)
         keys = _call_keys(ix, calls)
         served = set(keys[answered[calls]])
         cut = unanswered[calls] & np.isin(keys, list(served))
         out.cut_calls = int(cut.sum())
         if out.cut_calls:
-            bad |= set(trace_col.take(pa.array(calls[cut])).to_pylist())
+            bad |= set(ix.strings("trace_id", calls[cut]).to_pylist())
     if bad:
-        out.row_complete = ~pc.is_in(trace_col, pa.array(sorted(bad), pa.string())).to_numpy(
-            zero_copy_only=False).astype(bool)
+        out.row_complete = ~ix.in_traces(bad)
     out.complete = out.traces - len(bad)
     if out.clients >= MIN_CALLS and out.unanswered_clients > UNANSWERED_SHARE * out.clients:
         out.signals.append(f"{out.unanswered_clients} of {out.clients} client calls have no "
@@ -158,7 +163,7 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     if requests and out.traces < SENT_SHARE * requests:
         out.signals.append(f"the load sent {requests} requests but {out.traces} traces "
                            "arrived: the services sample (or drop) whole traces")
-    hits = ix.attributes_matching(_SIGNAL_KEYS)
+    hits = ix.attributes_matching(_SIGNAL_KEYS, _SIGNAL_WORDS)
     if len(hits):
         n_sampler = int(pc.sum(pc.match_substring_regex(hits, _SAMPLER_KEYS.pattern)).as_py()
                         or 0)
@@ -177,16 +182,16 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
 
 #: The host:port a client span called, from its URL (old or stable attribute name).
 _PEER = r'"(?:url\.full|http\.url)":"[a-zA-Z]+://(?P<peer>[^/"?#]+)'
+#: The same, as DuckDB's regexp_extract takes it (the host:port is group 1).
+_PEER_SQL = _PEER.replace("?P<peer>", "")
 
 
 def _call_keys(ix: RunIndex, rows: np.ndarray) -> np.ndarray:
     """Caller service, span name and the host:port called, per client span row."""
-    t = ix.table
-    take = pa.array(rows)
     matched = pc.extract_regex(ix.attributes(rows), _PEER)
     peer = pc.fill_null(pc.struct_field(matched, "peer"), "")
-    key = pc.binary_join_element_wise(t.column("service").take(take),
-                                      t.column("name").take(take), peer, "|")
+    key = pc.binary_join_element_wise(ix.strings("service", rows), ix.strings("name", rows),
+                                      peer, "|")
     return key.to_numpy(zero_copy_only=False)
 
 

@@ -131,10 +131,12 @@ class _Context:
     keeps a million spans well under a second.
     """
 
-    def __init__(self, spans: pa.Table, sql: str | None = None):
+    def __init__(self, spans: pa.Table, sql: str | None = None, con: Any = None):
         from slo.ingest.runsource import connect
 
-        self.con = connect()
+        # a cursor of `con` is a connection of its own (temp tables, registrations) in the
+        # same database: one memory limit and one thread pool for the check and the detectors
+        self.con = con.cursor() if con is not None else connect()
         if sql is None:
             self.con.register("arrow_spans", spans)
         else:  # the spans straight from their Parquet files (`slo.ingest.runsource.RunSource.sql`)
@@ -876,7 +878,8 @@ _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]
 
 
 def run_detectors(
-    spans: pa.Table, config: dict[str, dict[str, Any]] | None = None, *, sql: str | None = None
+    spans: pa.Table, config: dict[str, dict[str, Any]] | None = None, *, sql: str | None = None,
+    con: Any = None,
 ) -> list[dict[str, Any]]:
     """Findings of every detector over a span table (`slo.ingest.spans.SCHEMA`).
 
@@ -884,7 +887,9 @@ def run_detectors(
     `slo.judge.spec` (`Spec.detectors`). Each finding: {"detector", "service", "span", "statement",
     "count", "trace_id", "span_id", "message", "fails", "saved_ms", ...evidence}; failing
     findings first. `sql`: read the spans from this DuckDB query instead (every column of
-    `spans`, which then only says how many there are).
+    `spans`, which then only says how many there are). `con`: a DuckDB connection whose
+    database to run in (`slo.ingest.runsource.RunSource.con`: the check's reads and the
+    detectors then share one memory limit, instead of each spilling only past its own).
     """
     options = _options(config)
     if spans.num_rows == 0:
@@ -892,7 +897,7 @@ def run_detectors(
     missing = [c for c in _NEEDED if c not in spans.column_names]
     if missing and sql is None:
         raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.ingest.spans.SCHEMA)")
-    ctx = _Context(spans, sql)
+    ctx = _Context(spans, sql, con)
     try:
         findings = []
         for name, detect in _DETECTORS.items():

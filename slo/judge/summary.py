@@ -138,7 +138,7 @@ def summarize_slo(ix: RunIndex, ev: SloEval, trace_rows: dict[str, list[dict[str
     if ev.n:
         out["profile"] = explain.profile(
             subtree_traces(ix, ev, trace_rows, attribution_picks(ev), "baseline"))
-        tids = ix.column("trace_id").take(pa.array(ev.rows)).to_numpy(zero_copy_only=False)
+        tids = ix.strings("trace_id", ev.rows).to_numpy(zero_copy_only=False)
         for stat in ("p50", "p90"):
             out["trace_ids"][stat] = str(tids[nearest(ev.durations, out["latency"][stat])])
     return out
@@ -163,7 +163,7 @@ def run_info(ix: RunIndex, run_id: str | None, run_meta: dict[str, Any] | None =
     if t.num_rows:
         info["start_ns"] = int(pc.min(t.column("start_ns")).as_py())
         info["end_ns"] = int(pc.max(t.column("end_ns")).as_py())
-        info["traces"] = int(pc.count_distinct(t.column("trace_id")).as_py())
+        info["traces"] = ix.n_traces
         info["services"] = sorted(s for s in ix.codes("service")[1] if s)
     if run_meta:
         info["load"] = run_meta.get("load", {k: run_meta[k] for k in

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
@@ -79,16 +79,63 @@ class RunIndex:
         return (status == STATUS_ERROR) | (server & (http >= 500))
 
     def codes(self, name: str) -> tuple[np.ndarray, list[str]]:
-        """Dictionary codes of a string column and its distinct values (cached)."""
+        """Dictionary codes of a string column and its distinct values (cached).
+
+        A column read dictionary-encoded (`SpanStore.read(dictionary=...)`) keeps its codes:
+        no string is touched; values its rows do not use (a Parquet dictionary covers a
+        whole file) are dropped, so `values` means the same either way."""
         if name not in self._dict_cache:
             col = self.column(name)
             if self.n == 0:
                 self._dict_cache[name] = (np.zeros(0, np.int32), [])
+            elif pa.types.is_dictionary(col.type):
+                self._dict_cache[name] = _dictionary_codes(col)
             else:
                 enc = col.combine_chunks().dictionary_encode()
                 idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-                self._dict_cache[name] = (idx.astype(np.int64), enc.dictionary.to_pylist())
+                self._dict_cache[name] = (idx.astype(np.int32), enc.dictionary.to_pylist())
         return self._dict_cache[name]
+
+    @cached_property
+    def _trace_dictionary(self) -> tuple[np.ndarray, pa.Array]:
+        """(code per row, distinct trace ids) of a trace_id column read dictionary-encoded;
+        ids no row uses are dropped."""
+        col = self.column("trace_id").unify_dictionaries()
+        values = col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
+        parts = [c.indices.to_numpy(zero_copy_only=False) for c in col.chunks]
+        idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
+        used = np.bincount(idx, minlength=len(values)) > 0
+        if not used.all():
+            remap = np.full(len(values), -1, np.int32)
+            remap[used] = np.arange(int(used.sum()), dtype=np.int32)
+            idx, values = remap[idx], values.filter(pa.array(used))
+        return idx, values
+
+    @cached_property
+    def n_traces(self) -> int:
+        """Distinct trace ids."""
+        if self.n == 0:
+            return 0
+        if pa.types.is_dictionary(self.column("trace_id").type):
+            return len(self._trace_dictionary[1])
+        return int(pc.count_distinct(self.column("trace_id")).as_py())
+
+    def in_traces(self, trace_ids: Iterable[str]) -> np.ndarray:
+        """Boolean mask of the rows that belong to these traces."""
+        want = pa.array(sorted(set(trace_ids)), pa.string())
+        if pa.types.is_dictionary(self.column("trace_id").type):
+            idx, values = self._trace_dictionary
+            return pc.is_in(values, value_set=want).to_numpy(zero_copy_only=False)[idx]
+        return pc.is_in(self.column("trace_id"), value_set=want).to_numpy(
+            zero_copy_only=False).astype(bool)
+
+    def strings(self, name: str, rows: np.ndarray) -> pa.Array:
+        """The values of string column `name` at these rows, as plain strings (a column
+        read dictionary-encoded is decoded for these rows only)."""
+        out = self.column(name).take(pa.array(np.asarray(rows, np.int64)))
+        if pa.types.is_dictionary(out.type):
+            out = out.cast(out.type.value_type)
+        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
     def match(self, name: str, predicate: Callable[[Any], bool]) -> np.ndarray:
         """Boolean mask of rows whose `name` column satisfies `predicate` (per distinct value)."""
@@ -101,6 +148,14 @@ class RunIndex:
     # -- tree ------------------------------------------------------------------------------
 
     @cached_property
+    def has_parent(self) -> np.ndarray:
+        """Spans that name a parent (a non-empty parent span id)."""
+        if self.n == 0:
+            return np.zeros(0, bool)
+        named = pc.not_equal(pc.fill_null(self.column("parent_span_id"), ""), "")
+        return named.to_numpy(zero_copy_only=False).astype(bool)
+
+    @cached_property
     def parent(self) -> np.ndarray:
         """Row of each span's parent, -1 for roots and for parents that never arrived.
 
@@ -110,29 +165,44 @@ class RunIndex:
         """
         if self.n == 0:
             return np.zeros(0, np.int64)
-        tid = _hex64(pc.utf8_slice_codeunits(self.column("trace_id"), 16, 32))
+        if pa.types.is_dictionary(self.column("trace_id").type):
+            # the low half of each distinct trace id once, then one per span by its code
+            idx, values = self._trace_dictionary
+            low = _hex64(pc.utf8_slice_codeunits(values, 16, 32))
+            tid = low[idx] if low is not None else None
+        else:
+            tid = _hex64(pc.utf8_slice_codeunits(self.column("trace_id"), 16, 32))
         sid = _hex64(self.column("span_id"))
         pid = _hex64(self.column("parent_span_id"))
         if tid is None or sid is None or pid is None:
             return self._parent_by_strings()
+        # (temporaries freed as soon as they are used: at 10M spans each one is 80 MB)
         mix = tid * np.uint64(0x9E3779B97F4A7C15)
-        key, pkey = sid ^ mix, pid ^ mix
+        del tid
+        key = sid ^ mix
+        del sid
+        pkey = pid ^ mix
+        del pid, mix
         order = np.argsort(key)
         skey = key[order]
+        del key
         # Look the parents up in sorted order too: sequential, cache-friendly binary searches.
         porder = np.argsort(pkey)
         pos = np.empty(self.n, np.int64)
         pos[porder] = np.searchsorted(skey, pkey[porder])
+        del porder
         pos[pos == len(skey)] = 0
-        has_parent = pc.not_equal(pc.fill_null(self.column("parent_span_id"), ""), "")
-        has_parent = has_parent.to_numpy(zero_copy_only=False).astype(bool)
-        found = (skey[pos] == pkey) & has_parent
-        out = np.where(found, order[pos], -1).astype(np.int64)
-        out[out == np.arange(self.n)] = -1  # a span that names itself as parent
+        found = (skey[pos] == pkey) & self.has_parent
+        del skey, pkey
+        out = np.where(found, order[pos], -1).astype(_row_type(self.n))
+        del order, pos, found
+        out[out == np.arange(self.n, dtype=out.dtype)] = -1  # a span naming itself as parent
         return out
 
     def _parent_by_strings(self) -> np.ndarray:
         tid = self.column("trace_id")
+        if pa.types.is_dictionary(tid.type):
+            tid = tid.cast(pa.string())
         key = pc.binary_join_element_wise(tid, self.column("span_id"), "/")
         pkey = pc.binary_join_element_wise(tid, self.column("parent_span_id"), "/")
         idx = pc.index_in(pkey, value_set=key.combine_chunks())
@@ -182,7 +252,8 @@ class RunIndex:
               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Ancestors of `rows` level by level: (ancestor rows, positions in rows); appends to
         `cyclic` whether rows were still climbing after MAX_DEPTH levels."""
-        cur, keep = rows, np.arange(len(rows))
+        cur, keep = rows.astype(_row_type(self.n), copy=False), np.arange(
+            len(rows), dtype=_row_type(len(rows)))
         for _ in range(MAX_DEPTH):
             if len(cur) == 0:
                 break
@@ -229,7 +300,7 @@ class RunIndex:
 
     @cached_property
     def _db_rows(self) -> np.ndarray:
-        return np.flatnonzero(self.is_db)
+        return np.flatnonzero(self.is_db).astype(_row_type(self.n))
 
     def count_stats(self, selected: np.ndarray) -> CountStats:
         """DB query counts under each selected row (`selected`: row numbers, sorted)."""
@@ -266,11 +337,29 @@ class RunIndex:
         return CountStats(db_queries, repeated, rep_code, per_statement)
 
     def span_counts(self, selected: np.ndarray) -> np.ndarray:
-        """Spans in the subtree of each selected row (itself included)."""
+        """Spans in the subtree of each selected row (itself included).
+
+        Counted while every span climbs to its ancestors, one level at a time, without
+        keeping (selected, descendant) pairs: at 10M spans those would be several times
+        the run's ids. A parent cycle (still climbing after MAX_DEPTH) would count a pair
+        more than once: then the pairs are made and counted once each."""
+        k = len(selected)
         mask = np.zeros(self.n, bool)
         mask[selected] = True
+        counts = np.zeros(k, np.int64)
+        cur = np.arange(self.n, dtype=_row_type(self.n))
+        for _ in range(MAX_DEPTH):
+            if len(cur) == 0:
+                return counts
+            hit = cur[mask[cur]]
+            if len(hit):
+                counts += np.bincount(np.searchsorted(selected, hit), minlength=k)
+            cur = self.parent[cur]
+            cur = cur[cur >= 0]
+        if len(cur) == 0:
+            return counts
         sel_rows, _ = self._ancestor_pairs(np.arange(self.n), mask)
-        return np.bincount(np.searchsorted(selected, sel_rows), minlength=len(selected))
+        return np.bincount(np.searchsorted(selected, sel_rows), minlength=k)
 
     # -- selection -------------------------------------------------------------------------
 
@@ -287,8 +376,7 @@ class RunIndex:
         if selector.kind is not None:
             mask &= self.match("kind", lambda v: v == selector.kind)
         if selector.root is not None:
-            is_root = self.match("parent_span_id", lambda v: not v)
-            mask &= is_root if selector.root else ~is_root
+            mask &= ~self.has_parent if selector.root else self.has_parent
         rows = np.flatnonzero(mask)
         if selector.attributes and len(rows):
             attrs = self.attributes(rows).to_pylist()
@@ -304,13 +392,15 @@ class RunIndex:
         take = pa.array(np.asarray(rows, np.int64))
         if self.source is None:
             return self.column("attributes").take(take)
-        return self.source.attributes_of(self.column("trace_id").take(take),
+        return self.source.attributes_of(self.strings("trace_id", rows),
                                          self.column("span_id").take(take))
 
-    def attributes_matching(self, pattern: str) -> pa.Array | pa.ChunkedArray:
-        """The attributes JSON of the spans where the regular expression matches."""
+    def attributes_matching(self, pattern: str, any_of: Sequence[str] = ()
+                            ) -> pa.Array | pa.ChunkedArray:
+        """The attributes JSON of the spans where the regular expression matches (`any_of`:
+        substrings one of which every match contains, a pre-filter for the store's files)."""
         if self.source is not None:
-            return self.source.attributes_matching(pattern)
+            return self.source.attributes_matching(pattern, any_of)
         attrs = self.column("attributes")
         return pc.filter(attrs, pc.match_substring_regex(attrs, pattern))
 
@@ -323,7 +413,7 @@ class RunIndex:
         if self.source is not None:  # whole rows, read for these traces only
             whole = self.source.traces(ids)
         else:
-            whole = self.table.filter(pc.is_in(self.column("trace_id"), value_set=pa.array(ids)))
+            whole = self.table.filter(pa.array(self.in_traces(ids)))
         for row in whole.to_pylist():
             out[row["trace_id"]].append(row)
         return out
@@ -353,6 +443,31 @@ def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
     ix = RunIndex(spans, source)
     _LAST = (weakref.ref(spans), ix)
     return ix
+
+
+def _row_type(n: int) -> type[np.signedinteger[Any]]:
+    """The narrowest signed integer type that numbers `n` rows (and -1): int32 up to 2^31
+    rows, half the memory of int64 for each array of rows the tree walks hold."""
+    return np.int32 if n < 2**31 - 1 else np.int64
+
+
+def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """(codes, values) of a dictionary-encoded column, as `dictionary_encode` makes them from
+    the plain strings: values in order of first appearance (what ties in reports follow),
+    values no row uses dropped (a Parquet dictionary covers a whole file), nulls -1."""
+    col = col.unify_dictionaries()
+    values = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
+    parts = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in col.chunks]
+    idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
+    n = len(idx)
+    first = np.full(len(values) + 1, n, np.int64)  # [-1]: nulls, ignored
+    np.minimum.at(first, idx, np.arange(n, dtype=np.int64))  # each code's first row
+    first = first[:len(values)]
+    used = np.flatnonzero(first < n)
+    order = used[np.argsort(first[used], kind="stable")]
+    remap = np.full(len(values) + 1, -1, np.int32)
+    remap[order] = np.arange(len(order), dtype=np.int32)
+    return remap[idx], [values[i] for i in order]
 
 
 def _attrs_match(raw: str, want: dict[str, str]) -> bool:

@@ -108,3 +108,36 @@ def test_live_write_ahead_log_reads_the_whole_table(tmp_path):
     spans, source = read_for_check(SpanStore(tmp_path), "live")
     assert source is None and "attributes" in spans.column_names
     w.close()
+
+
+def test_cut_calls_from_parquet_equal_the_whole_table(tmp_path):
+    """Calls a callee answers in most traces but not in some (its spans were cut there) are
+    found from the store's files as over the whole table, and so are the sampling signals."""
+    import numpy as np
+    import pyarrow as pa
+
+    from slo.judge.completeness import assess
+    from slo.judge.tree import RunIndex
+
+    t = generate(200, seed=4, run_id="cut", start_ns=T0)
+    tids = sorted(set(t["trace_id"].to_pylist()))[:20]
+    cut = pc.and_(pc.and_(pc.equal(t["service"], "inventory-service"),
+                          pc.equal(t["kind"], "server")),
+                  pc.is_in(t["trace_id"], pa.array(tids)))
+    t = t.filter(pc.invert(cut))
+    attrs = np.array(t["attributes"].to_pylist(), object)
+    attrs[:3] = ['{"sampler.type":"probabilistic","sampler.param":0.5}'] * 3
+    t = t.set_column(t.schema.get_field_index("attributes"), "attributes",
+                     pa.array(attrs.tolist(), pa.string()))
+    w = StoreWriter(tmp_path / "store")
+    w.append(t)
+    w.close()
+    store = SpanStore(tmp_path / "store")
+    spans, source = read_for_check(store, "cut")
+    assert source is not None
+    lazy = assess(RunIndex(spans, source))
+    whole = assess(RunIndex(store.read("cut")))
+    assert lazy.cut_calls > 0 and lazy.incomplete > 0
+    assert any("sampler attributes on 3" in s for s in lazy.signals)
+    assert lazy.as_dict() == whole.as_dict()
+    assert (lazy.row_complete == whole.row_complete).all()

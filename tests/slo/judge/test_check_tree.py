@@ -84,3 +84,22 @@ def test_index_matches_a_recursive_walk(case) -> None:  # type: ignore[no-untype
     assert stats.db_queries.tolist() == dbq
     assert stats.repeated.tolist() == rep
     assert ix.span_counts(sel).tolist() == spans
+
+
+
+def test_codes_of_a_dictionary_column_are_those_of_its_strings():
+    """A column read dictionary-encoded from Parquet (chunks with dictionaries of their own,
+    values no row uses, nulls) gives the codes and values the plain strings give: values in
+    order of first appearance, which ties in reports follow."""
+    import pyarrow as pa
+
+    chunks = [pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1], pa.int32()),
+                                             pa.array(["a", "b"])),
+              pa.DictionaryArray.from_arrays(pa.array([2, 1], pa.int32()),
+                                             pa.array(["unused", "a", "c"])),
+              pa.array(["d", "c"]).dictionary_encode()]
+    coded = pa.table({"name": pa.chunked_array(chunks)})
+    plain = pa.table({"name": pa.chunked_array([c.cast(pa.string()) for c in chunks])})
+    got, want = RunIndex(coded).codes("name"), RunIndex(plain).codes("name")
+    assert got[1] == want[1] == ["b", "a", "c", "d"]
+    assert np.array_equal(got[0], want[0])
