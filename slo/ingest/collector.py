@@ -461,18 +461,27 @@ class _Exchange:
 
     async def _read_body(self, deadline: float, limit: int, as_json: bool) -> bytes | None:
         """The whole body, each chunk counted in `Collector.hold` as it arrives; None when
-        the request was answered here (too slow, too large, no room, broken)."""
+        the request was answered here (too slow, too large, no room, broken). A refused
+        body's bytes are let go before the answer is sent: a sender that retries at once
+        finds them free."""
         parts: list[bytes] = []
         held = 0
+
+        def let_go() -> None:
+            nonlocal held, parts
+            self.c.unhold(held)
+            held, parts = 0, []
         try:
             while True:
                 try:
                     ev = await self._event(deadline)
                 except _Timeout:
+                    let_go()
                     await self._answer(408, _UNAVAILABLE, "request body not received within "
                                        f"{self.cfg.body_timeout_s:g} s", as_json, close=True)
                     return None
                 except h11.RemoteProtocolError as e:
+                    let_go()
                     await self._answer(400, _INVALID_ARGUMENT, f"bad request body: {e}",
                                        as_json, close=True)
                     return None
@@ -487,12 +496,14 @@ class _Exchange:
                 # deadline (h11 keeps the rest of the announced chunk size here)
                 announced = getattr(getattr(self.h, "_reader", None), "_bytes_in_chunk", 0)
                 if held + n + (announced if isinstance(announced, int) else 0) > limit:
+                    let_go()
                     await self._answer(413, _INVALID_ARGUMENT, f"request body is larger than "
                                        f"{limit} bytes", as_json, close=True)
                     return None
                 try:
                     self.c.hold(n, own=held)
                 except Busy:
+                    let_go()
                     await self._answer(503, _UNAVAILABLE, "collector busy, retry later",
                                        as_json, close=True, extra=_RETRY)
                     await self._discard(deadline, None)
