@@ -122,3 +122,19 @@ def test_without_slices_the_check_falls_back_and_says_so() -> None:
                              pa.compute.add(later["end_ns"], 10**12))
     r = reg(check(base, later), "order-detail")
     assert r["method"].startswith("request-level: too few slice pairs")
+
+
+def test_the_typical_request_gets_the_larger_share_of_alpha() -> None:
+    """Weighted Holm in the check: in an A/A gate nothing is rejected, and each latency
+    statistic is reported at its share of alpha, the typical request's four times p90's and
+    the mean's (LATENCY_WEIGHTS), so its interval is the narrower one."""
+    from slo.judge.pairs import LATENCY_WEIGHTS
+
+    report = check(*gate_like(seed=21))
+    comps = {c["stat"]: c for c in reg(report, "order-detail")["comparisons"]}
+    miss = {st: 1 - c["confidence"] for st, c in comps.items()}  # 2 x the one-sided level
+    # (confidences are reported to 6 decimals)
+    assert miss[BODY] == pytest.approx(miss["p90"] * LATENCY_WEIGHTS[BODY]
+                                       / LATENCY_WEIGHTS["p90"], rel=2e-3)
+    assert miss["p90"] == pytest.approx(miss["mean"], rel=2e-3)
+    assert "weighted Holm over" in reg(report, "order-detail")["method"]
