@@ -43,21 +43,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 TARGET = ("order-detail", "latency_regression")  # where cpu_regression shows
 
 
-def _default_slice() -> float:
-    from slo.gate import GateConfig
-
-    return GateConfig().slice_seconds
-
-
-def _default_pairs() -> int:
-    """ABBA pairs of a default gate: its seconds per side over its seconds per slice."""
+def _defaults() -> tuple[float, int]:
+    """A default gate's seconds per slice, and its ABBA pairs (seconds per side over that)."""
     from slo.gate import GateConfig
 
     c = GateConfig()
-    return round(c.duration / c.slice_seconds)
+    return c.slice_seconds, round(c.duration / c.slice_seconds)
 
 
-DEFAULT_PAIRS = _default_pairs()
+DEFAULT_SLICE, DEFAULT_PAIRS = _defaults()
 
 
 def real_gate(bugs: str, extra: list[str]) -> dict[str, Any]:
@@ -124,10 +118,16 @@ def decide(spec: Any, per_slo: dict[str, list[dict]], pairs: list[tuple[int, int
     """The gate's decision on relabelled slices, every SLO's latency `shift`ed in the
     candidate: (any comparison fails, {slo: would its latency regression fail alone}).
 
-    "Alone": the SLO's smallest p-value clears Holm's first step, alpha / m, which is what a
-    regression of that one SLO must do; shifting every SLO at once would make the step-down
+    "Alone": the SLO's smallest p-value clears Holm's first step, its weighted share of alpha
+    (alpha * w / the family's total weight), which is what a regression of that one SLO must do; shifting every SLO at once would make the step-down
     easier than a real single regression has it."""
-    from slo.judge.pairs import family_decisions, latency_comparisons, value_comparisons, weight
+    from slo.judge.pairs import (
+        can_reject,
+        family_decisions,
+        latency_comparisons,
+        value_comparisons,
+        weight,
+    )
 
     comps, owners, weights = [], [], []
     for slo in spec.slos:
@@ -167,9 +167,9 @@ def decide(spec: Any, per_slo: dict[str, list[dict]], pairs: list[tuple[int, int
     if not comps:
         return False, {}
     alpha = min(s.regression.alpha for s in spec.slos)
-    pvals, decided, m = family_decisions(comps, alpha, weights)
-    total = sum(w for w, (_, ch, margin), p in zip(weights, comps, pvals, strict=True)
-                if ch.se > 0 or p < 1)  # the live comparisons, as family_decisions has them
+    pvals, decided, _ = family_decisions(comps, alpha, weights)
+    total = sum(w for w, (_, ch, _), p in zip(weights, comps, pvals, strict=True)
+                if can_reject(ch, p))  # the family, as family_decisions has it
     alone: dict[str, bool] = {}
     for (name, what), p, w in zip(owners, pvals, weights, strict=True):
         if what == "latency_regression":
@@ -289,7 +289,7 @@ def main() -> int:
     args = ap.parse_args()
     out: dict[str, Any] = {"args": vars(args)}
     shifts = [float(s) / 100 for s in args.shifts.split(",") if s]
-    slice_s = _default_slice()
+    slice_s = DEFAULT_SLICE
     if args.weights:
         from slo.judge import pairs
 

@@ -92,6 +92,12 @@ def weight(what: str, stat: str) -> float:
     return LATENCY_WEIGHTS.get(stat, 1.0) if what == "latency" else 1.0
 
 
+def can_reject(ch: Change, p_value: float) -> bool:
+    """Whether a comparison belongs in the check's family: its data vary, or its p-value
+    is below 1 (see `family_decisions`)."""
+    return ch.se > 0 or p_value < 1
+
+
 def family_decisions(comps: list[Comparison], alpha: float,
                      weights: list[float] | None = None
                      ) -> tuple[list[float], list[tuple[bool, float]], int]:
@@ -103,7 +109,7 @@ def family_decisions(comps: list[Comparison], alpha: float,
     comparison's share of alpha (`weight`), default equal."""
     pvals = [ch.p_greater(margin) for _, ch, margin in comps]
     w = weights or [1.0] * len(comps)
-    live = [n for n, (_, ch, _) in enumerate(comps) if ch.se > 0 or pvals[n] < 1]
+    live = [n for n, (_, ch, _) in enumerate(comps) if can_reject(ch, pvals[n])]
     live_decided = dict(zip(live, holm([pvals[n] for n in live], alpha, [w[n] for n in live]),
                             strict=True))
     m = max(1, len(live))

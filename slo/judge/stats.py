@@ -364,7 +364,7 @@ def holm(p_values: list[float], alpha: float, weights: list[float] | None = None
         raise ValueError("holm: one positive weight per p-value")
     order = sorted(range(m), key=lambda i: p_values[i] / w[i])
     left = float(sum(w))
-    out: list[tuple[bool, float]] = [(False, alpha * x / max(left, 1e-300)) for x in w]
+    out: list[tuple[bool, float]] = [(False, 0.0)] * m  # every entry is set below
     stopped = False
     for i in order:
         level = alpha * w[i] / left
