@@ -32,6 +32,11 @@ class Target(ABC):
     #: seconds without new spans after the load (and Locust's exit) before the check reads:
     #: longer than the target's exporters' batch delay; 1 s when the gate does not set it
     span_settle: float = 1.0
+    #: True when stopping the target exports every span it recorded (an OTel SDK flushes its
+    #: batch processor at shutdown) and its processes exit only after that: the gate then stops
+    #: the target once Locust has exited and reads when it is gone, instead of waiting for
+    #: `span_settle` of quiet. This lets the target export in long batches during the load.
+    flushes_on_stop: bool = False
 
     @abstractmethod
     def start(self, gate: Gate) -> None: ...

@@ -345,11 +345,24 @@ class Gate:
         all_ids = ids["baseline"] + ids["candidate"]
         self.say("waiting for the last spans")
         # done when Locust (SIGTERMed after the load) has exited, its client spans flushed on
-        # the way out, and no span has arrived for a few of the exporters' batch delays
-        # (target.span_settle); the two overlap
+        # the way out, and then either the target has stopped, having flushed its own (a
+        # target that does: `flushes_on_stop`), or no span has arrived for a few of the
+        # exporters' batch delays (`span_settle`)
         locusts = [p for p in self.procs if p.name == "locust"]
-        wait_for_spans(store, all_ids, settle=self.target.span_settle, timeout=20, poll=0.1,
-                       until=lambda: not any(p.alive() for p in locusts))
+        stopping = ([p for p in self.procs if p is not self._collector and p not in locusts]
+                    if self.target.flushes_on_stop and not self.c.keep else [])
+
+        def stopped() -> bool:
+            if any(p.alive() for p in locusts):
+                return False
+            # only now: requests Locust had in flight still get their answers and spans, and
+            # no service of the target is gone while another still calls it
+            for p in stopping:
+                p.terminate()
+            return not any(p.alive() for p in stopping)
+
+        wait_for_spans(store, all_ids, settle=0.0 if stopping else self.target.span_settle,
+                       timeout=20, poll=0.05, until=stopped)
         self.phase("spans")
         if not self.c.keep:  # every span is in: the target winds down while the check runs
             for p in self.procs:
@@ -495,6 +508,11 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
 
 
 def _preload_check() -> None:
+    # scipy.stats and duckdb are imported lazily where they are used (they are slow to
+    # import: scipy.stats ~1.5 s on a busy box); the gate needs both for its check
+    import duckdb  # noqa: F401
+    import scipy.stats  # noqa: F401
+
     import slo.ingest.store
     import slo.judge.baseline
     import slo.judge.check

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from slo.gate.core import Gate
 
 
+#: the SUT's batch delay when the gate keeps it running (--keep): spans arrive within 200 ms
+KEPT_BATCH_DELAY_MS = "200"
+
+
 def check_bugs(names: list[str]) -> list[str]:
     """`names` if every one is a bug of the bundled SUT, else a GateError listing the valid ones."""
     if not names:
@@ -51,8 +55,12 @@ def locustfile_path() -> str:
 class SutTarget(Target):
     kind = "sut"
     separate_hosts = False
-    #: the SUT exports every 200 ms (OTEL_BSP_SCHEDULE_DELAY below): 3 batch delays of quiet
+    #: with --keep the SUT outlives the gate and exports every 200 ms (KEPT_BATCH_DELAY_MS):
+    #: 3 batch delays of quiet
     span_settle = 0.6
+    #: gunicorn stops its workers in order and the SDK flushes at each worker's exit: once `sut
+    #: up` has exited, every span the SUT recorded is in the collector's write-ahead log
+    flushes_on_stop = True
     #: seconds between clearing the run id and flipping the bugs: Locust processes see the
     #: empty id within one poll (50 ms) and the requests already sent with the last slice's
     #: id finish under that slice's bugs, so a baseline slice never holds a request that the
@@ -79,9 +87,14 @@ class SutTarget(Target):
         env.update(
             OTEL_EXPORTER_OTLP_ENDPOINT=gate.collector_url,
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_BSP_SCHEDULE_DELAY="200",
             SUT_ADMIN_TOKEN=self.token,
         )
+        env.pop("OTEL_BSP_SCHEDULE_DELAY", None)
+        if gate.c.keep:  # the SUT is not stopped after the load: its spans must come by themselves
+            env["OTEL_BSP_SCHEDULE_DELAY"] = KEPT_BATCH_DELAY_MS
+        # else the SDK's own 5 s delay (batches leave when 512 spans are queued): exporting
+        # every 200 ms cost the services 8-10% of their CPU per request (issue 12); the gate
+        # stops the SUT after the load and its shutdown exports the rest (`flushes_on_stop`)
         cmd = python_cmd("sut.cli:main") + [
             "up", "--base-port", str(self.base_port), "--data-dir", str(gate.workdir / "sut-data"),
         ]
