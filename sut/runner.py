@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -195,9 +196,11 @@ def up(opts: UpOptions, echo: Callable[[str], None] = print) -> int:
     if generated:
         echo(f"sut: admin token {token} (saved in {settings.token_path})")
     stop_requested: list[int] = []
+    wake = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         stop_requested.append(signum)
+        wake.set()  # the wait below returns now, not at its next poll (the gate waits for us)
 
     stack = Stack(opts)
     with handle_signals(on_signal, (signal.SIGTERM, signal.SIGINT)):
@@ -213,7 +216,7 @@ def up(opts: UpOptions, echo: Callable[[str], None] = print) -> int:
                 exited = stack.any_exited()
                 if exited:
                     raise SutError(f"{exited}; stopping the others")
-                time.sleep(0.2)
+                wake.wait(0.2)
             return 0
         finally:
             stack.stop()
