@@ -7,8 +7,9 @@
    moves far less than throughput when other processes load the machine. Every side's SUT is
    up at once; each round loads all of them at the same time, each from its own load process
    (`--alternate`: one after the other, rotated), so load from elsewhere falls on all of them
-   alike. A round's CPU includes the exports its requests caused (read after the batch
-   processor's delay). Printed: CPU per request over all rounds and the median and range of
+   alike. Exports lag their requests (the traced side runs as under `slo gate`: the SDK's 5 s
+   batch delay, a batch leaving early at 512 spans), so a round's CPU holds exports of the
+   rounds before it; the headline sums all rounds, where only the last batch is missing. Printed: CPU per request over all rounds and the median and range of
    the rounds' own ratios, and throughput per round;
 2. the stock look-up's median time with `missing_index` vs without (cache bypassed so every
    look-up reaches the database): the database span's median from the exported traces and

@@ -1,0 +1,130 @@
+"""Benchmark: what one SUT service pays to export its spans, per export and per span.
+
+Records real spans in process (product-service's `GET /products/<id>`, SQLite, the SUT's own
+instrumentations and tracer provider set-up), then exports the same spans with the SUT's
+OTLP/HTTP exporter (`sut.telemetry`'s session) to a local HTTP/1.1 sink in batches of
+several sizes, and times the exporting thread's CPU (`time.thread_time`: the sink's threads
+do not count). The reference measured in the same run is the protobuf encoding alone
+(`encode_spans(...).SerializeToString()`), the part no batch size changes; and the cost of
+recording the spans (the traced request's CPU over the untraced one's, same requests).
+
+The batch size is what `OTEL_BSP_SCHEDULE_DELAY` sets under load: the gate's old 200 ms
+delay sent ~50-span batches per service, the SDK's default 5 s sends full 512-span batches.
+
+    .venv/bin/python bench/export.py [--requests 300] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+# this file is bench/export.py: keep its directory (and bench/sut.py) from shadowing `sut`
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+BATCHES = (20, 50, 128, 512)
+
+
+class _Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def record(db: str, requests: int) -> tuple[list, float, float]:
+    """The spans of `requests` product look-ups, and CPU s per request traced and untraced."""
+    from opentelemetry.processor.baggage import BaggageSpanProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from sut.app import create_app
+    from sut.telemetry import baggage_keys
+
+    os.environ["SUT_DB"] = db
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "product-service"}))
+    provider.add_span_processor(BaggageSpanProcessor(baggage_keys))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    cpu = {}
+    for label, tp in (("untraced", NoOpTracerProvider()), ("traced", provider)):
+        client = create_app("product-service", tracer_provider=tp).test_client()
+        paths = [f"/products/{1 + i % 500}" for i in range(requests)]
+        client.get(paths[0])  # first-request set-up is not the steady state
+        memory.clear()
+        t = time.thread_time()
+        for p in paths:
+            if client.get(p, headers={"baggage": "slo.run_id=bench"}).status_code != 200:
+                raise SystemExit(f"GET {p} failed")
+        cpu[label] = (time.thread_time() - t) / requests
+    return list(memory.get_finished_spans()), cpu["traced"], cpu["untraced"]
+
+
+def main() -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from sut import seed
+    from sut.telemetry import export_session
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        db = str(Path(tmp) / "sut.db")
+        seed.ensure_seeded(db)
+        spans, traced, untraced = record(db, args.requests)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        exporter = OTLPSpanExporter(endpoint=endpoint, session=export_session(endpoint))
+        per_request = len(spans) / args.requests
+        print(f"{len(spans)} spans from {args.requests} requests ({per_request:.1f} per request); "
+              f"recording them: {(traced - untraced) * 1e6:.0f} us CPU per request "
+              f"({(traced - untraced) / per_request * 1e6:.1f} us per span; request untraced "
+              f"{untraced * 1e6:.0f} us, traced {traced * 1e6:.0f} us)")
+        rows: dict[int | str, list[float]] = {}
+        for _ in range(args.repeat):
+            t = time.thread_time()
+            for i in range(0, len(spans), 512):
+                encode_spans(spans[i:i + 512]).SerializeToString()
+            rows.setdefault("encode", []).append((time.thread_time() - t) / len(spans))
+            for batch in BATCHES:
+                t = time.thread_time()
+                for i in range(0, len(spans), batch):
+                    exporter.export(spans[i:i + batch])
+                rows.setdefault(batch, []).append((time.thread_time() - t) / len(spans))
+        server.shutdown()
+    enc = min(rows["encode"])
+    print(f"protobuf encoding alone (the reference): {enc * 1e6:.1f} us per span (best of {args.repeat})")
+    for batch in BATCHES:
+        best = min(rows[batch])
+        print(f"export in batches of {batch:3d}: {best * 1e6:5.1f} us per span "
+              f"({best / enc:.2f}x encoding), {best * batch * 1e3:5.2f} ms per export")
+    small, large = min(rows[BATCHES[0]]), min(rows[BATCHES[-1]])
+    fixed = (small - large) / (1 / BATCHES[0] - 1 / BATCHES[-1])
+    print(f"fit: {fixed * 1e3:.2f} ms per export + {(large - fixed / BATCHES[-1]) * 1e6:.1f} us per span")
+
+
+if __name__ == "__main__":
+    main()
