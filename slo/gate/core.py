@@ -439,8 +439,10 @@ class Gate:
             self.target.ready(self)
             preload.join()  # a broken install fails here, before any load is spent
             self.phase("ready")
+            engines = _Preload(_preload_engines)
             t_start = time.monotonic()
             ids = self.drive(locust)
+            engines.join()
             per_side = {
                 "candidate": self.c.duration,
                 "baseline": self.c.duration if ids["baseline"] else 0.0,
@@ -508,11 +510,6 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
 
 
 def _preload_check() -> None:
-    # scipy.stats and duckdb are imported lazily where they are used (they are slow to
-    # import: scipy.stats ~1.5 s on a busy box); the gate needs both for its check
-    import duckdb  # noqa: F401
-    import scipy.stats  # noqa: F401
-
     import slo.ingest.store
     import slo.judge.baseline
     import slo.judge.check
@@ -520,18 +517,26 @@ def _preload_check() -> None:
     import slo.report.writers  # noqa: F401
 
 
+def _preload_engines() -> None:
+    # imported lazily where they are used, and slow (scipy.stats ~1 s of CPU): loaded while
+    # the warm-up runs, not while the target boots on the same cores
+    import duckdb  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+
 class _Preload(threading.Thread):
     """The check's imports in a thread while the gate starts processes and runs the load;
     `join()` re-raises what the import raised (a broken install is the gate's error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[], None] = _preload_check) -> None:
         super().__init__(name="slo-gate-preload", daemon=True)
         self.error: BaseException | None = None
+        self.load = load
         self.start()
 
     def run(self) -> None:
         try:
-            _preload_check()
+            self.load()
         except BaseException as e:  # noqa: BLE001 - handed to the main thread by join()
             self.error = e
 
