@@ -125,10 +125,13 @@ def _ms(ns: float | int | None) -> float:
 class _Context:
     """One DuckDB connection over the table, plus shared relations built once.
 
-    `m` is a view of the columns the structural detectors need, with 64-bit hash keys: `id` =
+    `m` holds the columns the structural detectors need, with 64-bit hash keys: `id` =
     hash(trace_id, span_id), `pid` = hash(trace_id, parent_span_id) (NULL for roots), `tid` =
-    hash(trace_id). Joining and partitioning on one integer instead of two strings is what
-    keeps a million spans well under a second.
+    hash(trace_id), `sh` = hash(db_statement) (NULL for none). Joining and partitioning on one
+    integer instead of two strings is what keeps a million spans well under a second. It holds
+    no id strings, statements or attributes (at 10M spans those were 3 GiB of a temp table
+    that spilled): `sx` (the spans with their `id`) gives them for the few rows a finding
+    shows, by `id`.
     """
 
     def __init__(self, spans: pa.Table, sql: str | None = None, con: Any = None):
@@ -154,19 +157,16 @@ class _Context:
                        coalesce(attributes, '{{}}') AS attributes
                 FROM arrow_spans"""
         )
+        self.con.execute("CREATE TEMP VIEW sx AS SELECT hash(trace_id, span_id) AS id, * FROM spans")
         # Over an Arrow table `m` is a view (scans are free); over Parquet files it is
-        # decoded once into a temp table (DuckDB spills it past its memory limit), holding
-        # the attributes only of the spans whose attributes `m` is asked for: HTTP/RPC calls
-        # (client spans that are not DB spans) and server spans.
-        attributes = "attributes" if sql is None else (
-            "CASE WHEN kind = 'server' OR (kind = 'client' AND db_system = '') "
-            "THEN attributes ELSE '{}' END AS attributes")
+        # decoded once into a temp table of integers and names (DuckDB spills it past its
+        # memory limit).
         self.con.execute(
             f"""CREATE TEMP {'VIEW' if sql is None else 'TABLE'} m AS
-               SELECT trace_id, span_id, hash(trace_id) AS tid, hash(trace_id, span_id) AS id,
+               SELECT hash(trace_id) AS tid, hash(trace_id, span_id) AS id,
                       CASE WHEN parent_span_id <> '' THEN hash(trace_id, parent_span_id) END AS pid,
-                      parent_span_id, service, name, kind, start_ns, end_ns,
-                      db_system <> '' AS is_db, db_statement, {attributes}
+                      service, name, kind, start_ns, end_ns, db_system <> '' AS is_db,
+                      CASE WHEN db_statement <> '' THEN hash(db_statement) END AS sh
                FROM spans"""
         )
         self._db = False
@@ -201,8 +201,7 @@ class _Context:
                 """CREATE TEMP TABLE db AS
                    SELECT m.tid, m.id, m.pid, m.service, m.start_ns, m.end_ns, s.nid,
                           hash(m.pid, s.nid) AS g
-                   FROM m JOIN stmts s ON hash(m.db_statement) = s.h
-                   WHERE m.db_statement <> ''"""
+                   FROM m JOIN stmts s ON m.sh = s.h"""
             )
             self._db = True
         return "db"
@@ -214,7 +213,7 @@ class _Context:
             return {}
         rows = _rows(
             self.con,
-            "SELECT id, trace_id, span_id, parent_span_id, name FROM m "
+            "SELECT id, trace_id, span_id, parent_span_id, name FROM sx "
             "WHERE id IN (SELECT unnest($1::UBIGINT[]))",
             [ids],
         )
@@ -331,17 +330,24 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             SELECT * FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
         ), parents AS (
             SELECT pid FROM c GROUP BY pid HAVING count(*) >= $1
+        ), busy AS (
+            SELECT c.* FROM c SEMI JOIN parents USING (pid)
         ), srv AS (
             SELECT pid, min(name) AS name FROM m
-            WHERE kind = 'server' AND pid IN (SELECT c.id FROM c SEMI JOIN parents USING (pid))
+            WHERE kind = 'server' AND pid IN (SELECT id FROM busy)
             GROUP BY pid
+        ), attrs AS (
+            SELECT id, any_value(attributes) AS attributes FROM sx
+            WHERE id IN (SELECT id FROM busy) GROUP BY id
         ), calls AS (
             SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns,
                    coalesce(srv.name,
                             nullif({_attr("c.attributes", HTTP_ROUTE_ATTRS)}, ''),
                             nullif({method} || ' ' || {_ROUTE_OF_URL.format(u=url)}, {method} || ' '),
                             c.name) AS route
-            FROM c SEMI JOIN parents USING (pid) LEFT JOIN srv ON srv.pid = c.id
+            FROM (SELECT busy.*, coalesce(a.attributes, '{{}}') AS attributes
+                  FROM busy LEFT JOIN attrs a USING (id)) c
+            LEFT JOIN srv ON srv.pid = c.id
         ), {_repeats("(SELECT *, hash(pid, route) AS g FROM calls)",
                      "any_value(route) AS route")}"""
     out = []
@@ -352,7 +358,7 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                       c.end_ns - c.start_ns AS duration_ns,
                       {_attr("c.attributes", URL_FULL_ATTRS, "c.name")} AS url,
                       (SELECT min(s.service) FROM m s WHERE s.pid = c.id) AS callee
-               FROM m c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
+               FROM sx c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
                ORDER BY c.start_ns LIMIT 200""",
             [r["ids"]],
         )
@@ -437,10 +443,12 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         """CREATE OR REPLACE TEMP TABLE orphan_ids AS
            SELECT s.id FROM m s ANTI JOIN m p ON p.id = s.pid WHERE s.pid IS NOT NULL"""
     )
+    # their strings come from the spans' files, read only when there are any
+    has_orphans = bool(_one(ctx.con, "SELECT count(*) FROM orphan_ids")[0])
     ctx.con.execute(
-        """CREATE OR REPLACE TEMP TABLE orphans AS
-           SELECT tid, trace_id, span_id, parent_span_id, service, name, kind FROM m
-           WHERE id IN (SELECT id FROM orphan_ids) AND (SELECT count(*) FROM orphan_ids) > 0"""
+        f"""CREATE OR REPLACE TEMP TABLE orphans AS
+           SELECT hash(trace_id) AS tid, trace_id, span_id, parent_span_id, service, name, kind
+           FROM sx WHERE id IN (SELECT id FROM orphan_ids) AND {has_orphans}"""
     )
     inner = (
         "NOT $1 OR tid IN (SELECT tid FROM m WHERE tid IN (SELECT tid FROM {src}) GROUP BY tid "
@@ -468,7 +476,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         FROM k GROUP BY service, name, kind ORDER BY traces DESC, service, name
         """,
         [use_edge, lo, hi, edge, bool(o["entry_orphans"])],
-    ) if _one(ctx.con, "SELECT count(*) FROM orphans")[0] else []
+    ) if has_orphans and _one(ctx.con, "SELECT count(*) FROM orphans")[0] else []
     for r in orphans:
         if r["traces"] < need or r["traces"] < share * total:
             continue
@@ -494,9 +502,9 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         return findings
     ctx.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dangling AS
-           SELECT c.tid, c.trace_id, c.span_id, c.service, c.name, c.start_ns, c.end_ns,
-                  coalesce({_client_port("c.attributes")}, 0) AS port
-           FROM m c WHERE c.id IN (SELECT id FROM dangling_ids)"""
+           SELECT hash(c.trace_id) AS tid, c.trace_id, c.span_id, c.service, c.name, c.start_ns,
+                  c.end_ns, coalesce({_client_port("c.attributes")}, 0) AS port
+           FROM sx c WHERE c.id IN (SELECT id FROM dangling_ids)"""
     )
     # Each root server span is matched (ASOF: by port, then the latest start) to the dangling
     # client that called it; the client must enclose it in time. Under concurrency the match
@@ -505,9 +513,9 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         ctx.con,
         f"""
         WITH r AS (
-            SELECT tid, trace_id, span_id, service, name, start_ns, end_ns,
+            SELECT hash(trace_id) AS tid, trace_id, span_id, service, name, start_ns, end_ns,
                    coalesce({_server_port("attributes")}, 0) AS port
-            FROM m WHERE pid IS NULL AND kind = 'server'
+            FROM spans WHERE parent_span_id = '' AND kind = 'server'
         ), pairs AS (
             SELECT r.tid, r.trace_id, r.span_id, r.service, r.name, r.end_ns - r.start_ns AS dur,
                    c.trace_id AS caller_trace_id, c.span_id AS caller_span_id,
@@ -584,19 +592,19 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             SELECT pid, run, count(*) AS n, sum(end_ns - start_ns) - max(end_ns - start_ns) AS saved_ns
             FROM r GROUP BY pid, run HAVING count(*) >= $2 AND saved_ns >= $5
         ), calls AS (
-            SELECT r.pid, r.run, r.id, r.start_ns, r.end_ns, c.service, c.name, c.trace_id, c.span_id
+            SELECT r.pid, r.run, r.id, r.start_ns, r.end_ns, c.service, c.name, c.trace_id, c.span_id,
+                   c.attributes
             FROM r SEMI JOIN runs ON r.pid = runs.pid AND r.run = runs.run
-            JOIN m c ON c.id = r.id
+            JOIN sx c ON c.id = r.id
         ), callee AS (
             SELECT ch.pid AS id, min(ch.service) AS callee
             FROM m ch SEMI JOIN calls ON ch.pid = calls.id GROUP BY ch.pid
         ), named AS (
-            SELECT calls.*, coalesce(callee.callee,
-                       nullif(regexp_extract({_attr("s.attributes", URL_FULL_ATTRS, _EMPTY)},
+            SELECT calls.* EXCLUDE (attributes), coalesce(callee.callee,
+                       nullif(regexp_extract({_attr("calls.attributes", URL_FULL_ATTRS, _EMPTY)},
                                              '^[a-zA-Z]+://([^/?#]+)', 1), ''),
                        calls.name) AS callee
             FROM calls LEFT JOIN callee ON callee.id = calls.id
-            JOIN spans s ON s.trace_id = calls.trace_id AND s.span_id = calls.span_id
         ), runs2 AS (
             SELECT pid, run, any_value(service) AS service, any_value(trace_id) AS trace_id,
                    count(*) AS n, count(DISTINCT callee) AS services,
@@ -605,7 +613,7 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             FROM named GROUP BY pid, run HAVING count(DISTINCT callee) >= $4
         ), hit AS (
             SELECT runs2.*, coalesce(p.name, '') AS parent_name, p.span_id AS parent_span_id
-            FROM runs2 LEFT JOIN m p ON p.id = runs2.pid
+            FROM runs2 LEFT JOIN sx p ON p.id = runs2.pid
         )
         SELECT service, parent_name, count(DISTINCT trace_id) AS traces,
                median(saved_ns) AS p50_saved_ns,
@@ -626,7 +634,7 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         r.update(r.pop("x"))
         parents = _one(
             ctx.con,
-            "SELECT count(DISTINCT trace_id) FROM m WHERE service = $1 AND name = $2",
+            "SELECT count(DISTINCT tid) FROM m WHERE service = $1 AND name = $2",
             [r["service"], r["parent_name"]],
         )[0]
         if r["traces"] < int(o["min_traces"]) or r["traces"] < o["min_share"] * max(parents, 1):
