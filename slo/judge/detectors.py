@@ -130,8 +130,8 @@ class _Context:
     hash(trace_id), `sh` = hash(db_statement) (NULL for none). Joining and partitioning on one
     integer instead of two strings is what keeps a million spans well under a second. It holds
     no id strings, statements or attributes (at 10M spans those were 3 GiB of a temp table
-    that spilled): `sx` (the spans with their `id`) gives them for the few rows a finding
-    shows, by `id`.
+    that spilled): `sx` (the spans with their `id`, no attributes) and `ax` (with them) give
+    them for the few rows a finding shows, by `id`.
     """
 
     def __init__(self, spans: pa.Table, sql: str | None = None, con: Any = None):
