@@ -9,7 +9,9 @@ do not count). The reference measured in the same run is the protobuf encoding a
 recording the spans (the traced request's CPU over the untraced one's, same requests).
 
 The batch size is what `OTEL_BSP_SCHEDULE_DELAY` sets under load: the gate's old 200 ms
-delay sent ~50-span batches per service, the SDK's default 5 s sends full 512-span batches.
+delay sent ~50-span batches per service, 1 s (the gate's now) ~250, the SDK's default 5 s
+full 512-span batches. This measures the export alone: in the running SUT 5 s batches cost more
+CPU per request than 1 s ones (`bench/sut.py`), so read it with that.
 
     .venv/bin/python bench/export.py [--requests 300] [--repeat 3]
 """

@@ -7,9 +7,9 @@
    moves far less than throughput when other processes load the machine. Every side's SUT is
    up at once; each round loads all of them at the same time, each from its own load process
    (`--alternate`: one after the other, rotated), so load from elsewhere falls on all of them
-   alike. Exports lag their requests (the traced side runs as under `slo gate`: the SDK's 5 s
-   batch delay, a batch leaving early at 512 spans), so a round's CPU holds exports of the
-   rounds before it; the headline sums all rounds, where only the last batch is missing. Printed: CPU per request over all rounds and the median and range of
+   alike. The traced side runs as under `slo gate` (`slo.gate.sut.LOAD_BATCH_DELAY_MS`);
+   exports lag their requests, so a round's CPU may hold exports of the round before it (read
+   `--settle` after each round); the headline sums all rounds. Printed: CPU per request over all rounds and the median and range of
    the rounds' own ratios, and throughput per round;
 2. the stock look-up's median time with `missing_index` vs without (cache bypassed so every
    look-up reaches the database): the database span's median from the exported traces and
@@ -51,6 +51,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+from slo.gate.sut import LOAD_BATCH_DELAY_MS  # noqa: E402
 from slo.locust.context import baggage, traceparent  # noqa: E402  (plain Python, no Locust)
 from slo.ports import free_port_range  # noqa: E402
 from slo.supervisor import Supervisor  # noqa: E402
@@ -323,9 +324,9 @@ def main() -> None:
         seed.ensure_seeded(str(tmp / "sut.db"))
         print(f"seeded SQLite in {time.monotonic() - t:.1f} s")
         sink = Sink()
-        # as `slo gate` runs the SUT: the SDK's own batch delay (5 s; a batch leaves early at
-        # 512 spans), the rest flushed when the gate stops it
-        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        # as `slo gate` runs the SUT (the rest flushed when the gate stops it)
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+                  "OTEL_BSP_SCHEDULE_DELAY": LOAD_BATCH_DELAY_MS}
         sides = [Side("traced", traced), Side("untraced", {"OTEL_SDK_DISABLED": "true"})]
         sides += [parse_variant(v, traced) for v in args.variant]
         if args.ref_sut:
