@@ -332,22 +332,13 @@ class Gate:
             raise GateError("no SLO spec: pass --spec FILE or put slo.yaml in this directory")
         return default
 
-    def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
-        from slo.ingest.store import SpanStore
-        from slo.judge.baseline import build_baseline, load_baseline, save_baseline
-        from slo.judge.check import CHECK_COLUMNS
-        from slo.judge.spec import load_spec
-        from slo.pipeline import judge
-        from slo.report.writers import write_reports
+    def await_last_spans(self, store: Any, run_ids: list[str], timeout: float = 20) -> None:
+        """Return once the load's spans are in the store.
 
-        spec = load_spec(self.spec_path())
-        store = SpanStore(self.store_path)
-        all_ids = ids["baseline"] + ids["candidate"]
-        self.say("waiting for the last spans")
-        # done when Locust (SIGTERMed after the load) has exited, its client spans flushed on
-        # the way out, and then either the target has stopped, having flushed its own (a
-        # target that does: `flushes_on_stop`), or no span has arrived for a few of the
-        # exporters' batch delays (`span_settle`)
+        Done when Locust (SIGTERMed after the load) has exited, its client spans flushed on
+        the way out, and then either the target has stopped, having flushed its own (a target
+        that does: `flushes_on_stop`), or no span has arrived for a few of the exporters'
+        batch delays (`span_settle`)."""
         locusts = [p for p in self.procs if p.name == "locust"]
         stopping = ([p for p in self.procs if p is not self._collector and p not in locusts]
                     if self.target.flushes_on_stop and not self.c.keep else [])
@@ -361,8 +352,22 @@ class Gate:
                 p.terminate()
             return not any(p.alive() for p in stopping)
 
-        wait_for_spans(store, all_ids, settle=0.0 if stopping else self.target.span_settle,
-                       timeout=20, poll=0.05, until=stopped)
+        wait_for_spans(store, run_ids, settle=0.0 if stopping else self.target.span_settle,
+                       timeout=timeout, poll=0.05, until=stopped)
+
+    def check(self, ids: dict[str, list[str]], load_seconds: dict[str, float]) -> int:
+        from slo.ingest.store import SpanStore
+        from slo.judge.baseline import build_baseline, load_baseline, save_baseline
+        from slo.judge.check import CHECK_COLUMNS
+        from slo.judge.spec import load_spec
+        from slo.pipeline import judge
+        from slo.report.writers import write_reports
+
+        spec = load_spec(self.spec_path())
+        store = SpanStore(self.store_path)
+        all_ids = ids["baseline"] + ids["candidate"]
+        self.say("waiting for the last spans")
+        self.await_last_spans(store, all_ids)
         self.phase("spans")
         if not self.c.keep:  # every span is in: the target winds down while the check runs
             for p in self.procs:

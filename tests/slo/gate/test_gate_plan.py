@@ -208,3 +208,62 @@ def test_drive_gaps_only_where_the_side_changes(tmp_path: Path,
     ]
     assert [i[-3:] for i in ids["baseline"]] == ["b00", "b03", "b04", "b07"]
     assert [i[-3:] for i in ids["candidate"]] == ["c01", "c02", "c05", "c06"]
+
+
+class _FakeProc:
+    """A process that exits `after` polls of `alive()` once its exit has begun (at once for
+    Locust, SIGTERMed before the wait; at `terminate()` for the others)."""
+
+    def __init__(self, name: str, events: list[str], after: int, exiting: bool = False) -> None:
+        self.name, self.events, self.after, self.exiting = name, events, after, exiting
+
+    def alive(self) -> bool:
+        if self.exiting and self.after > 0:
+            self.after -= 1
+            if self.after == 0:
+                self.events.append(f"{self.name} exited")
+        return not (self.exiting and self.after == 0)
+
+    def terminate(self) -> None:
+        if not self.exiting:
+            self.events.append(f"{self.name} terminated")
+        self.exiting = True
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_last_spans_are_read_once_the_stopped_sut_has_flushed_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
+    """The SUT exports once a second under load and flushes the rest as it stops: the gate
+    stops it only after Locust has exited (no service goes while a request of the last slice
+    is still being answered) and reads only once it has exited, with no extra quiet time.
+    Kept running (--keep) it is not stopped: the gate waits for its batch delays of quiet."""
+    import slo.gate.core as core
+    from slo.gate import Gate, GateConfig
+    from slo.gate.sut import SutTarget
+
+    events: list[str] = []
+    locust = _FakeProc("locust", events, after=3, exiting=True)
+    sut = _FakeProc("sut", events, after=4)
+    collector = _FakeProc("collector", events, after=1)
+    gate = Gate(GateConfig(workdir=str(tmp_path), keep=keep), out=lambda s: None,
+                target=SutTarget([]))
+    gate._collector = collector  # type: ignore[assignment]
+    monkeypatch.setattr(Gate, "procs", property(lambda self: [collector, sut, locust]))
+    seen: dict[str, float] = {}
+
+    def wait(store: object, ids: list[str], *, settle: float, until: object, **kw: object) -> int:
+        seen["settle"] = settle
+        while not until():  # type: ignore[operator]
+            events.append("poll")
+        events.append("read")
+        return 0
+
+    monkeypatch.setattr(core, "wait_for_spans", wait)
+    gate.await_last_spans(object(), ["r-c01"])
+    if keep:
+        assert "sut terminated" not in events and seen["settle"] == SutTarget.span_settle
+    else:
+        assert events.index("locust exited") < events.index("sut terminated")
+        assert events.index("sut exited") < events.index("read")
+        assert seen["settle"] == 0.0
+    assert "collector terminated" not in events
