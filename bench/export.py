@@ -19,13 +19,13 @@ CPU per request than 1 s ones (`bench/sut.py`), so read it with that.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 # this file is bench/export.py: keep its directory (and bench/sut.py) from shadowing `sut`
 _HERE = Path(__file__).resolve().parent
@@ -35,18 +35,16 @@ sys.path.insert(0, str(_HERE.parent))
 BATCHES = (20, 50, 128, 512)
 
 
-class _Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+def otlp_sink() -> Any:
+    """bench/sut.py's OTLP/HTTP receiver (HTTP/1.1 keep-alive, as `slo collect`), started.
 
-    def log_message(self, *a: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    Loaded by path: this directory is not a package, and its sut.py would shadow `sut`."""
+    spec = importlib.util.spec_from_file_location("bench_sut", _HERE / "sut.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up there)
+    spec.loader.exec_module(module)
+    return module.Sink()
 
 
 def record(db: str, requests: int) -> tuple[list, float, float]:
@@ -95,10 +93,8 @@ def main() -> None:
         db = str(Path(tmp) / "sut.db")
         seed.ensure_seeded(db)
         spans, traced, untraced = record(db, args.requests)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        sink = otlp_sink()
+        endpoint = sink.endpoint + "/v1/traces"
         exporter = OTLPSpanExporter(endpoint=endpoint, session=export_session(endpoint))
         per_request = len(spans) / args.requests
         print(f"{len(spans)} spans from {args.requests} requests ({per_request:.1f} per request); "
@@ -116,7 +112,7 @@ def main() -> None:
                 for i in range(0, len(spans), batch):
                     exporter.export(spans[i:i + batch])
                 rows.setdefault(batch, []).append((time.thread_time() - t) / len(spans))
-        server.shutdown()
+        sink.server.shutdown()
     enc = min(rows["encode"])
     print(f"protobuf encoding alone (the reference): {enc * 1e6:.1f} us per span (best of {args.repeat})")
     for batch in BATCHES:
