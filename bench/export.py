@@ -114,7 +114,8 @@ def main() -> None:
                 rows.setdefault(batch, []).append((time.thread_time() - t) / len(spans))
         sink.server.shutdown()
     enc = min(rows["encode"])
-    print(f"protobuf encoding alone (the reference): {enc * 1e6:.1f} us per span (best of {args.repeat})")
+    print(f"protobuf encoding alone (the reference): {enc * 1e6:.1f} us per span "
+          f"(best of {args.repeat})")
     for batch in BATCHES:
         best = min(rows[batch])
         print(f"export in batches of {batch:3d}: {best * 1e6:5.1f} us per span "

@@ -9,8 +9,8 @@
    (`--alternate`: one after the other, rotated), so load from elsewhere falls on all of them
    alike. The traced side runs as under `slo gate` (`slo.gate.sut.LOAD_BATCH_DELAY_MS`);
    exports lag their requests, so a round's CPU may hold exports of the round before it (read
-   `--settle` after each round); the headline sums all rounds. Printed: CPU per request over all rounds and the median and range of
-   the rounds' own ratios, and throughput per round;
+   `--settle` after each round); the headline sums all rounds. Printed: CPU per request over
+   all rounds and the median and range of the rounds' own ratios, and throughput per round;
 2. the stock look-up's median time with `missing_index` vs without (cache bypassed so every
    look-up reaches the database): the database span's median from the exported traces and
    the HTTP median seen by the client. The DB ratio should be well over 10x.
@@ -19,10 +19,11 @@
         [--alternate] [--variant 'LABEL:NAME=VALUE ...'] [--ref-sut PATH]
 
 `--variant` adds a traced SUT with extra environment: other exporter or batch settings
-(`bsp200:OTEL_BSP_SCHEDULE_DELAY=200`, the gate's setting before issue 12), or another checkout's code for a before/after in
-the same run (`main:PYTHONPATH=/path/to/checkout`: PYTHONPATH wins over the editable install).
-`--ref-sut` adds a traced SUT started by another checkout's `sut` executable. On a loaded
-2-core machine single rounds still differ by +-15%: use 20 or more short rounds.
+(`bsp200:OTEL_BSP_SCHEDULE_DELAY=200`, the gate's setting before issue 12), or another
+checkout's code for a before/after in the same run (`main:PYTHONPATH=/path/to/checkout`:
+PYTHONPATH wins over the editable install). `--ref-sut` adds a traced SUT started by another
+checkout's `sut` executable. On a loaded 2-core machine single rounds still differ by +-15%:
+use 20 or more short rounds.
 """
 
 from __future__ import annotations
