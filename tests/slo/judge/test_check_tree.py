@@ -103,3 +103,57 @@ def test_codes_of_a_dictionary_column_are_those_of_its_strings():
     got, want = RunIndex(coded).codes("name"), RunIndex(plain).codes("name")
     assert got[1] == want[1] == ["b", "a", "c", "d"]
     assert np.array_equal(got[0], want[0])
+
+
+def _parents(ix: RunIndex, rows: list[dict]) -> list[tuple[str, str] | None]:
+    """(trace id, span id) of each row's resolved parent row."""
+    out = []
+    for p in ix.parent.tolist():
+        out.append(None if p < 0 else (rows[p]["trace_id"], rows[p]["span_id"]))
+    return out
+
+
+def _dictionary_encoded(rows: list[dict]):  # type: ignore[no-untyped-def]
+    """The table as `SpanStore.read(dictionary=...)` gives it: trace ids dictionary-encoded."""
+    import pyarrow as pa
+
+    t = table_from_rows(rows)
+    i = t.schema.get_field_index("trace_id")
+    return t.set_column(i, "trace_id", pa.chunked_array(
+        [c.dictionary_encode() for c in t.column("trace_id").chunks]))
+
+
+def test_parents_stay_in_their_trace_when_trace_ids_share_their_low_half():
+    """Copies of one trace whose ids differ only in their high half (as a tool that pads or
+    prefixes ids makes them), with the same span ids: each span's parent is in its own
+    trace. Keyed on the trace id's low 64 bits, every copy's spans found the first copy's."""
+    rows = []
+    for copy in range(3):
+        tid = f"{copy:04x}" + "ab" * 14
+        rows += [make_row(trace_id=tid, span_id="00000000000000a1", name="GET /a", start_ns=1, end_ns=2),
+                 make_row(trace_id=tid, span_id="00000000000000b2",
+                          parent_span_id="00000000000000a1", name="SELECT", start_ns=1, end_ns=2)]
+    want = [None if r["parent_span_id"] == "" else (r["trace_id"], r["parent_span_id"])
+            for r in rows]
+    assert _parents(RunIndex(table_from_rows(rows)), rows) == want
+    assert _parents(RunIndex(_dictionary_encoded(rows)), rows) == want
+
+
+def test_a_key_collision_between_traces_still_finds_the_true_parent():
+    """Two (trace, span) pairs built to share the 64-bit key of the fast path: the match is
+    verified and the exact join answers (a parent in the other trace otherwise)."""
+    golden = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+    a = 0x00000000000000a1
+    b = a ^ ((1 * golden) & mask) ^ ((2 * golden) & mask)  # trace codes 0 and 1
+    rows = [make_row(trace_id="1" * 32, span_id=f"{a:016x}", name="GET /a", start_ns=1, end_ns=2),
+            make_row(trace_id="2" * 32, span_id=f"{b:016x}", name="GET /b", start_ns=1, end_ns=2),
+            make_row(trace_id="2" * 32, span_id="00000000000000c3", parent_span_id=f"{b:016x}",
+                     name="SELECT", start_ns=1, end_ns=2),
+            make_row(trace_id="2" * 32, span_id="00000000000000c4", parent_span_id=f"{a:016x}",
+                     name="SELECT", start_ns=1, end_ns=2),
+            make_row(trace_id="1" * 32, span_id="00000000000000d5", parent_span_id=f"{a:016x}",
+                     name="SELECT", start_ns=1, end_ns=2)]
+    got = _parents(RunIndex(table_from_rows(rows)), rows)
+    # both lookups of the shared key find one row first: unverified, one is in the wrong trace
+    assert got == [None, None, ("2" * 32, f"{b:016x}"), None, ("1" * 32, f"{a:016x}")]
