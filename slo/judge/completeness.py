@@ -105,7 +105,6 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     out = Completeness(row_complete=np.ones(ix.n, bool))
     if ix.n == 0:
         return out
-    t = ix.table
     has_parent = ix.has_parent
     orphan = (ix.parent < 0) & has_parent
     out.traces = ix.n_traces
@@ -113,7 +112,7 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     if orphan.any():
         rows = np.flatnonzero(orphan)
         o_tids = ix.strings("trace_id", rows).to_numpy(zero_copy_only=False)
-        o_pids = t.column("parent_span_id").take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        o_pids = ix.take("parent_span_id", rows).to_numpy(zero_copy_only=False)
         missing: dict[str, set[str]] = {}
         for tid, pid in zip(o_tids, o_pids, strict=True):
             missing.setdefault(tid, set()).add(pid)

@@ -137,10 +137,31 @@ class RunIndex:
     def strings(self, name: str, rows: np.ndarray) -> pa.Array:
         """The values of string column `name` at these rows, as plain strings (a column
         read dictionary-encoded is decoded for these rows only)."""
-        out = self.column(name).take(pa.array(np.asarray(rows, np.int64)))
-        if pa.types.is_dictionary(out.type):
-            out = out.cast(out.type.value_type)
-        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+        return self.take(name, rows)
+
+    def take(self, name: str, rows: np.ndarray) -> pa.Array:
+        """Column `name` at these rows, one array, dictionary-encoded strings decoded.
+
+        Chunk by chunk: Arrow's take over a chunked column first concatenates every chunk
+        (a read of 10M spans has hundreds), unifying their dictionaries on the way; the
+        handful of rows a report names cost 0.3 s each time at 10M spans that way."""
+        rows = np.asarray(rows, np.int64)
+        if name == "trace_id" and self.n:
+            idx, values = self._trace_dictionary
+            return values.take(pa.array(idx[rows]))
+        col = self.column(name)
+        plain = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if len(rows) == 0 or col.num_chunks == 0:
+            return pa.array([], plain)
+        bounds = np.cumsum([0] + [len(c) for c in col.chunks])
+        which = np.searchsorted(bounds, rows, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        parts = []
+        for c in np.unique(which).tolist():
+            part = col.chunk(c).take(pa.array(rows[which == c] - bounds[c]))
+            parts.append(part.cast(plain) if part.type != plain else part)
+        merged = pa.concat_arrays(parts)  # grouped by chunk: put back in the order asked
+        return merged.take(pa.array(np.argsort(order)))
 
     def match(self, name: str, predicate: Callable[[Any], bool]) -> np.ndarray:
         """Boolean mask of rows whose `name` column satisfies `predicate` (per distinct value)."""
@@ -395,11 +416,10 @@ class RunIndex:
 
     def attributes(self, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
         """The attributes JSON of these rows."""
-        take = pa.array(np.asarray(rows, np.int64))
         if self.source is None:
-            return self.column("attributes").take(take)
+            return self.take("attributes", rows)
         return self.source.attributes_of(self.strings("trace_id", rows),
-                                         self.column("span_id").take(take))
+                                         self.take("span_id", rows))
 
     def attributes_matching(self, pattern: str, any_of: Sequence[str] = ()
                             ) -> pa.Array | pa.ChunkedArray:
@@ -425,8 +445,9 @@ class RunIndex:
         return out
 
     def rows(self, rows: np.ndarray, columns: list[str] | None = None) -> list[dict[str, Any]]:
-        t = self.table.select(columns) if columns else self.table
-        return t.take(pa.array(np.asarray(rows, np.int64))).to_pylist()
+        """These rows as dicts of `columns` (default: every column)."""
+        names = columns or self.table.column_names
+        return pa.table({c: self.take(c, rows) for c in names}).to_pylist()
 
 
 # (a weakref.ref; typed as its call so that `ref() is spans` does not make `spans` Optional)

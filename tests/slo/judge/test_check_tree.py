@@ -157,3 +157,27 @@ def test_a_key_collision_between_traces_still_finds_the_true_parent():
     got = _parents(RunIndex(table_from_rows(rows)), rows)
     # both lookups of the shared key find one row first: unverified, one is in the wrong trace
     assert got == [None, None, ("2" * 32, f"{b:016x}"), None, ("1" * 32, f"{a:016x}")]
+
+
+def test_take_across_chunks_keeps_the_order_asked_and_decodes_dictionaries():
+    """Rows asked out of order, across chunks whose dictionaries differ, some repeated, with
+    nulls: the values the plain strings give at those rows, in that order."""
+    import pyarrow as pa
+
+    chunks = [pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1], pa.int32()),
+                                             pa.array(["a", "b"])),
+              pa.DictionaryArray.from_arrays(pa.array([2, 1], pa.int32()),
+                                             pa.array(["unused", "a", "c"])),
+              pa.array(["d", "c", "e"]).dictionary_encode()]
+    plain = [c.cast(pa.string()) for c in chunks]
+    coded = RunIndex(pa.table({"name": pa.chunked_array(chunks),
+                               "n": pa.chunked_array([pa.array(range(0, 4)),
+                                                      pa.array(range(4, 6)),
+                                                      pa.array(range(6, 9))])}))
+    rows = np.array([8, 0, 5, 2, 7, 0, 4, 1])
+    want = pa.chunked_array(plain).take(pa.array(rows)).to_pylist()
+    assert coded.take("name", rows).to_pylist() == want == \
+        ["e", "b", "a", None, "c", "b", "c", "a"]
+    assert coded.take("n", rows).to_pylist() == rows.tolist()
+    assert coded.rows(rows[:2], ["name", "n"]) == [{"name": "e", "n": 8}, {"name": "b", "n": 0}]
+    assert coded.take("name", np.array([], np.int64)).to_pylist() == []
