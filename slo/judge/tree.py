@@ -486,12 +486,10 @@ def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     values = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
     parts = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in col.chunks]
     idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
-    n = len(idx)
-    first = np.full(len(values) + 1, n, np.int64)  # [-1]: nulls, ignored
-    np.minimum.at(first, idx, np.arange(n, dtype=np.int64))  # each code's first row
-    first = first[:len(values)]
-    used = np.flatnonzero(first < n)
-    order = used[np.argsort(first[used], kind="stable")]
+    # the codes in order of first appearance: Arrow's hash table keeps insertion order
+    # (np.minimum.at over every row did the same at 0.3 s per column of 10M spans)
+    order = pc.unique(pa.array(idx)).to_numpy(zero_copy_only=False)
+    order = order[order >= 0]  # -1: nulls
     remap = np.full(len(values) + 1, -1, np.int32)
     remap[order] = np.arange(len(order), dtype=np.int32)
     return remap[idx], [values[i] for i in order]
