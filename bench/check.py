@@ -8,7 +8,11 @@ of one plain DuckDB quantile query over the same Parquet files.
 
     .venv/bin/python bench/check.py [--spans 1000000] [--fresh] [--repeat 3]
 
-Goal: under 3 s end to end on the 2-core CI box.
+Goals (issue 12), on the 2-core box: 1M spans at most 10x the ceiling and under 1 s wall on a
+quiet machine; 10M spans under 10 s wall and under 2 GiB peak RSS. The tiled copies' trace
+ids differ only in their first four hex digits (their low halves are equal): ids of that
+shape made the check resolve every copy's parents into the first copy until the parents
+were keyed on the trace's dictionary code.
 """
 
 from __future__ import annotations
@@ -200,7 +204,12 @@ def main() -> int:
           " MiB")
     print(f"plain DuckDB p95 query over the same spans (the ceiling): {ceiling:.2f} s; "
           f"slo check / ceiling = {wall / max(ceiling, 1e-9):.1f}x")
-    print(f"goal < 3 s: {'met' if wall < 3 else 'NOT met'}")
+    if args.spans <= 1_000_000:
+        ok = wall <= 10 * ceiling and wall < 1
+        print(f"goal <= 10x the ceiling and < 1 s wall: {'met' if ok else 'NOT met'}")
+    else:
+        ok = wall < 10 and rss_mb < 2048
+        print(f"goal < 10 s wall and < 2 GiB peak RSS: {'met' if ok else 'NOT met'}")
     print(f"stages, in-process ({'stage':<34}   wall    CPU  / ceiling):")
     print(f"  {'Python imports (fresh process)':<40} {imports:6.2f} s   -     "
           f"{imports / max(ceiling, 1e-9):6.1f}x")
