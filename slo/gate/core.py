@@ -425,21 +425,22 @@ class Gate:
     def run(self) -> int:
         previous = install_signal_handlers()
         try:
-            # the check's imports (a second on a busy box) load while processes start
-            preload = _Preload()
             self.spec_path()  # no spec is exit 2 before anything starts
             self.locustfile()  # nor a missing Locust file
             writable_dir(self.c.report_dir, "--report-dir")  # nor reports that cannot be written
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.phase("setup")
-            # everything starts at once: the collector boots while the target starts (the
-            # SUT's database copy and boot), Locust while the target gets ready; until the
-            # target answers, Locust's requests fail fast and belong to no slice, and the
-            # slices wait for spans to flow end to end (`drive`)
+            # everything starts at once: the collector, the target (the SUT's database copy
+            # and boot) and Locust boot together. Until the target answers, Locust's requests
+            # fail fast and belong to no slice; until the collector listens, its exporter
+            # retries; the slices wait for spans to flow end to end (`drive`)
             self.start_collector(wait=False)
             self.target.start(self)
-            self.wait_collector()
             locust = self.start_locust()
+            # the check's imports (a second of CPU) load while the children boot: after
+            # starting them, not before (this process did nothing else meanwhile)
+            preload = _Preload()
+            self.wait_collector()
             self.phase("start")
             self.target.ready(self)
             preload.join()  # a broken install fails here, before any load is spent
