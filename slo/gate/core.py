@@ -399,6 +399,8 @@ class Gate:
             store.write_run_meta(merged_b, bmeta)
             baseline = build_baseline(spec, base, run_meta=bmeta, slices=raw_b["run_id"])
         self.phase("read")
+        if not self.c.keep:  # the check reads no store: the collector stops (compacting its
+            self._collector.terminate()  # WAL, then exiting) while the check runs
         self.say("checking candidate against baseline")
         gate_info = {
             "gate_id": self.gate_id, "target": self.target.kind,
