@@ -3,6 +3,7 @@ until each answers /healthz, and stop them all cleanly (flushing spans) on SIGTE
 
 from __future__ import annotations
 
+import gc
 import http.client
 import importlib
 import os
@@ -208,6 +209,11 @@ class Stack:
         from sut.metrics import multiprocess_env
 
         preload_services(self.opts.settings)
+        # what was imported lives as long as the processes: out of the garbage collector's
+        # sight, so that no collection in a child writes to (copies) the pages it shares with
+        # this process (CPython's advice for fork servers), and this process's own exit
+        # skips its last full collection (0.17 -> 0.03 s, and the gate waits for that exit)
+        gc.freeze()
         env = service_env(self.opts)
         for service in SERVICES:
             self.procs[service] = self.supervisor.fork(
