@@ -26,6 +26,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -399,8 +400,14 @@ class Gate:
             store.write_run_meta(merged_b, bmeta)
             baseline = build_baseline(spec, base, run_meta=bmeta, slices=raw_b["run_id"])
         self.phase("read")
-        if not self.c.keep:  # the check reads no store: the collector stops (compacting its
-            self._collector.terminate()  # WAL, then exiting) while the check runs
+        if not self.c.keep:  # the check reads no store: the collector stops while it runs
+            if self.c.workdir is None:
+                # the store is deleted at the end: its compaction at a clean stop (WAL to
+                # Parquet, CPU the check needs on a small box) would be thrown away; whatever
+                # the collector answered for is in the WAL, which a kill -9 keeps
+                self._collector.signal_group(signal.SIGKILL)
+            else:
+                self._collector.terminate()  # a kept store: compacted, then it exits
         self.say("checking candidate against baseline")
         gate_info = {
             "gate_id": self.gate_id, "target": self.target.kind,
