@@ -14,14 +14,18 @@ A bottom-layer utility like `slo.ports`: it imports nothing of `slo` but `slo.er
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from slo.errors import SloError
 
@@ -78,6 +82,37 @@ def _state(pid: int) -> str | None:
     return stat[0] if stat else None
 
 
+class ForkedChild:
+    """The `subprocess.Popen` interface `Proc` uses, for a child made by `os.fork`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone, its code unknown
+                self.returncode = -1
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.01)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+
 class Proc:
     """A child in its own process group, where its output went, and how to stop it.
 
@@ -85,7 +120,7 @@ class Proc:
     order, flushing their spans); what lingers is still SIGKILLed as a group.
     """
 
-    def __init__(self, name: str, popen: subprocess.Popen[Any], log_path: Path | None = None,
+    def __init__(self, name: str, popen: subprocess.Popen[Any] | ForkedChild, log_path: Path | None = None,
                  term_leader_only: bool = False, tail_lines: int = 15) -> None:
         self.name = name
         self.popen = popen
@@ -214,6 +249,58 @@ class Supervisor:
         self.procs.append(proc)
         return proc
 
+    def fork(self, name: str, run: Callable[[], int | None], env: Mapping[str, str] | None = None,
+             *, term_leader_only: bool = False,
+             preexec_fn: Callable[[], Any] | None = None) -> Proc:
+        """Run `run()` in a forked child in its own process group (a fork server: the child
+        has every module this process imported, without starting an interpreter and
+        importing them again). The child's output is ours; it exits with `run`'s return
+        value (1 when it raises) as a program ends (threads joined, `atexit` run), never
+        returning into the caller's code.
+
+        Fork before starting threads: a thread holding a lock at the fork leaves it held in
+        the child. The stop signals are blocked across the fork and reset to their defaults in
+        the child before they are unblocked, so a SIGTERM sent to the child before `run`
+        installs its own handlers stops it instead of reaching this process's handlers.
+        """
+        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            raise self.error(f"could not start {name} (fork): {e}") from e
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.setsid()
+                for sig in blocked:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.close(devnull)
+                if env is not None:
+                    os.environ.clear()
+                    os.environ.update(env)
+                if preexec_fn is not None:
+                    preexec_fn()
+                result = run()
+                code = 0 if result is None else int(result)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:  # noqa: BLE001 - reported, then the child's exit code
+                traceback.print_exc()
+            finally:
+                _exit_as_interpreter(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        proc = Proc(name, ForkedChild(pid), None, term_leader_only, self.tail_lines)
+        self.procs.append(proc)
+        return proc
+
     def first_exited(self, procs: Iterable[Proc] | None = None) -> Proc | None:
         """The first of `procs` (default: all) that is no longer running."""
         return next((p for p in (self.procs if procs is None else procs) if not p.alive()), None)
@@ -271,6 +358,22 @@ class Supervisor:
             deadline = time.monotonic() + timeout
             for p in stopping:
                 p.finish(max(time.monotonic() + 0.1, deadline))
+
+
+def _exit_as_interpreter(code: int) -> NoReturn:
+    """End a forked child as the end of a program would: join its non-daemon threads, run its
+    `atexit` functions (an OpenTelemetry SDK exports its last spans there), flush, exit. Never
+    back into the code that forked it (its `finally` blocks belong to the parent)."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined] # what Py_FinalizeEx calls first
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - nothing may stop the exit
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager

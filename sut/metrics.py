@@ -17,10 +17,11 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask, Response, g, request
-from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+if TYPE_CHECKING:
+    from flask import Flask
+    from opentelemetry.metrics import MeterProvider
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LABELS = ("service_name", "http_request_method", "http_route", "http_response_status_code")
@@ -46,7 +47,16 @@ def init_metrics(app: Flask, service_name: str) -> MeterProvider:
 
     An SDK MeterProvider without readers kept nothing, yet the instrumentation still recorded
     into it (two histograms and a counter per request, attributes validated each time): CPU
-    that OTEL_SDK_DISABLED=true did not spend, so it counted as tracing overhead (issue 12)."""
+    that OTEL_SDK_DISABLED=true did not spend, so it counted as tracing overhead (issue 12).
+
+    prometheus_client is imported here, in the process that serves, never earlier: it picks
+    its multiprocess mode from PROMETHEUS_MULTIPROC_DIR once, when imported, and `sut up`
+    forks every service from one process (`sut.runner.preload_services`) that has no such
+    directory itself; a service forked with the module already imported would count alone."""
+    from flask import Response, g, request
+    from opentelemetry.metrics import NoOpMeterProvider
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+
     multiproc = _multiproc_dir()
     registry = CollectorRegistry(auto_describe=True)
     duration = Histogram(

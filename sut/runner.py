@@ -3,7 +3,9 @@ until each answers /healthz, and stop them all cleanly (flushing spans) on SIGTE
 
 from __future__ import annotations
 
+import gc
 import http.client
+import importlib
 import os
 import secrets
 import signal
@@ -94,15 +96,81 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def gunicorn_settings(service: str, opts: UpOptions) -> dict[str, str | int]:
+    """gunicorn's settings for one service, by their names in gunicorn's config."""
+    return {
+        "bind": f"{_bracket(opts.bind_host)}:{opts.settings.port(service)}",
+        "workers": opts.workers, "worker_class": "gthread", "threads": opts.threads,
+        "graceful_timeout": 10, "timeout": 60, "loglevel": "warning", "proc_name": service,
+    }
+
+
+#: gunicorn_settings' names -> gunicorn's command-line flags
+GUNICORN_FLAGS = {"bind": "--bind", "workers": "--workers", "worker_class": "--worker-class",
+                  "threads": "--threads", "graceful_timeout": "--graceful-timeout",
+                  "timeout": "--timeout", "loglevel": "--log-level", "proc_name": "--name"}
+
+
 def gunicorn_command(service: str, opts: UpOptions) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn",
-        "--bind", f"{_bracket(opts.bind_host)}:{opts.settings.port(service)}",
-        "--workers", str(opts.workers), "--worker-class", "gthread",
-        "--threads", str(opts.threads), "--graceful-timeout", "10", "--timeout", "60",
-        "--log-level", "warning", "--name", service,
-        f'sut.app:create_app("{service}")',
-    ]
+    """The same service as a gunicorn command line (`sut serve`, one service per container)."""
+    argv = [sys.executable, "-m", "gunicorn"]
+    for key, value in gunicorn_settings(service, opts).items():
+        argv += [GUNICORN_FLAGS[key], str(value)]
+    return argv + [f'sut.app:create_app("{service}")']
+
+
+#: what `preload_services` imports (tests/sut/test_runner.py: a worker imports little else)
+PRELOADED = (
+    "gunicorn.app.base", "gunicorn.arbiter", "gunicorn.workers.gthread",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.sdk.trace.export",
+    "opentelemetry.instrumentation.flask", "opentelemetry.instrumentation.requests",
+    "opentelemetry.instrumentation.sqlite3", "requests", "netrc", "sut.metrics",
+    "sut.app", *(f"sut.services.{name.split('-')[0]}" for name in SERVICES),
+)
+
+
+def preload_services(settings: Settings | None = None) -> None:
+    """Import, in `sut up`, what every service's processes import: gunicorn, Flask, the
+    OpenTelemetry SDK, exporter and instrumentations, the drivers. The five gunicorn masters
+    are forked from this process (`Stack.start`), and their workers from them, so each
+    imports nothing again: that was five interpreters importing gunicorn and five importing
+    the app, ~3 CPU-s before the SUT answered, on a 2-core box the largest part of a gate's
+    start-up (issue 12).
+
+    Imports only: no tracer provider, exporter thread or connection exists before the fork;
+    every worker builds its own after it (`sut.app.create_app`), as OpenTelemetry's gunicorn
+    guidance asks. Not prometheus_client: it picks its multiprocess mode from the
+    environment when imported, and each service's comes with its own directory
+    (`sut.metrics`). PostgreSQL's and Redis's clients and instrumentations when `settings`
+    use them."""
+    modules = list(PRELOADED)
+    if settings is not None and db.is_postgres(settings.db_url):
+        modules += ["psycopg", "opentelemetry.instrumentation.psycopg"]
+    if settings is not None and settings.cache_url.startswith("redis"):
+        modules += ["redis", "opentelemetry.instrumentation.redis"]
+    for module in modules:
+        importlib.import_module(module)
+
+
+def serve_forked(service: str, opts: UpOptions) -> int:
+    """In a child forked by `Stack.start`: run one service's gunicorn master (which forks its
+    workers; each builds the app, and its tracer provider, after that fork)."""
+    from gunicorn.app.base import BaseApplication
+
+    settings = gunicorn_settings(service, opts)
+
+    class ServiceApp(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> object:
+            from sut.app import create_app
+
+            return create_app(service)
+
+    ServiceApp().run()  # gunicorn's arbiter: returns by SystemExit when it stops
+    return 0
 
 
 def _die_with_parent() -> None:
@@ -125,7 +193,8 @@ def healthy(url: str) -> bool:
 
 
 class Stack:
-    """The five gunicorn masters under one supervisor, their output on ours.
+    """The five gunicorn masters under one supervisor, their output on ours, each forked from
+    this process after `preload_services` (see there why).
 
     Each master gets SIGTERM alone (it stops its workers in order, so they flush their spans);
     whatever is left of a master's process group after the timeout is SIGKILLed.
@@ -139,12 +208,18 @@ class Stack:
     def start(self) -> None:
         from sut.metrics import multiprocess_env
 
+        preload_services(self.opts.settings)
+        # what was imported lives as long as the processes: out of the garbage collector's
+        # sight, so that no collection in a child writes to (copies) the pages it shares with
+        # this process (CPython's advice for fork servers), and this process's own exit
+        # skips its last full collection (0.17 -> 0.03 s, and the gate waits for that exit)
+        gc.freeze()
         env = service_env(self.opts)
         for service in SERVICES:
-            self.procs[service] = self.supervisor.spawn(
-                service, gunicorn_command(service, self.opts),
+            self.procs[service] = self.supervisor.fork(
+                service, lambda service=service: serve_forked(service, self.opts),  # type: ignore[misc]
                 {**env, **multiprocess_env(self.opts.settings.data_dir, service)},
-                log=None, term_leader_only=True, preexec_fn=_die_with_parent)
+                term_leader_only=True, preexec_fn=_die_with_parent)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT,
                      stop: Callable[[], bool] = lambda: False) -> None:

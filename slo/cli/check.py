@@ -13,15 +13,15 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pyarrow as pa
-import pyarrow.compute as pc
-from rich.console import Console
 
 from slo.cli.common import CannotRun
 from slo.errors import SloError, SourceError
+
+if TYPE_CHECKING:  # imported where used: every `slo` command (the gate, the collector) loads
+    import pyarrow as pa  # this module, and pyarrow alone was most of their start-up
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -65,6 +65,8 @@ def latest_run(table: pa.Table) -> str | None:
 
 
 def only_run(table: pa.Table, run_id: str | None) -> pa.Table:
+    import pyarrow.compute as pc
+
     if run_id is None or not table.num_rows:
         return table
     return table.filter(pc.equal(table["run_id"], run_id))
@@ -92,6 +94,8 @@ class _Source:
     def _in_window(self, t: pa.Table) -> pa.Table:
         if self.window is None or not t.num_rows:
             return t
+        import pyarrow.compute as pc
+
         start, end = self.window
         return t.filter(pc.and_(pc.greater_equal(t["start_ns"], start),
                                 pc.less(t["start_ns"], end)))
@@ -168,6 +172,11 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
             baseline_run: str | None, save_baseline: str | None, report_dir: str, fmt: str,
             no_color: bool) -> None:
     """Check one run against the SLO spec (and a baseline); exit 1 if anything fails."""
+    # The run's columns are read once and kept: with malloc instead of Arrow's mimalloc pool
+    # the decoding buffers go back to the system (10M spans: 2.4 instead of 3.1 GiB after
+    # the read, bench/check.py)
+    import pyarrow as pa
+
     from slo.jsonsafe import strict_json
     from slo.judge.baseline import build_baseline, load_baseline
     from slo.judge.baseline import save_baseline as save
@@ -175,9 +184,6 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
     from slo.pipeline import judge
     from slo.report.writers import print_report, to_markdown
 
-    # The run's columns are read once and kept: with malloc instead of Arrow's mimalloc pool
-    # the decoding buffers go back to the system (10M spans: 2.4 instead of 3.1 GiB after
-    # the read, bench/check.py)
     pa.set_memory_pool(pa.system_memory_pool())
     if traces and jaeger:
         raise CannotRun("give either --traces or --jaeger, not both")
@@ -217,6 +223,8 @@ def command(ctx: click.Context, spec_path: str, store: str, traces: tuple[str, .
         click.echo(to_markdown(report))
     elif fmt == "table":
         tty = sys.stdout.isatty()
+        from rich.console import Console
+
         console = Console(no_color=no_color, highlight=False, width=None if tty else 120)
         print_report(report, console)
         click.echo(f"reports: {', '.join(str(p) for p in paths.values())}", err=True)

@@ -7,6 +7,7 @@ Settings come from the flags, else from the spec's `gate:` key (the spec is --sp
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,10 @@ def command(ctx: click.Context, /, **flags: Any) -> None:
             merged["otlp_port"] = 4318
         config = GateConfig(**merged)
         code = run_gate(config, out=lambda line: click.echo(line))
+        # the process ends now: its last garbage collection need not walk every object the
+        # check's libraries made (0.45 -> 0.05 s of exit with scipy, duckdb and pyarrow
+        # loaded); everything still runs its finalizers as usual
+        gc.freeze()
     except SloError as e:
         raise CannotRun(str(e)) from e
     except Exception as e:  # outside the verdict every failure is exit 2, in one line

@@ -26,6 +26,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -399,6 +400,14 @@ class Gate:
             store.write_run_meta(merged_b, bmeta)
             baseline = build_baseline(spec, base, run_meta=bmeta, slices=raw_b["run_id"])
         self.phase("read")
+        if not self.c.keep:  # the check reads no store: the collector stops while it runs
+            if self.c.workdir is None:
+                # the store is deleted at the end: its compaction at a clean stop (WAL to
+                # Parquet, CPU the check needs on a small box) would be thrown away; whatever
+                # the collector answered for is in the WAL, which a kill -9 keeps
+                self._collector.signal_group(signal.SIGKILL)
+            else:
+                self._collector.terminate()  # a kept store: compacted, then it exits
         self.say("checking candidate against baseline")
         gate_info = {
             "gate_id": self.gate_id, "target": self.target.kind,
@@ -425,21 +434,22 @@ class Gate:
     def run(self) -> int:
         previous = install_signal_handlers()
         try:
-            # the check's imports (a second on a busy box) load while processes start
-            preload = _Preload()
             self.spec_path()  # no spec is exit 2 before anything starts
             self.locustfile()  # nor a missing Locust file
             writable_dir(self.c.report_dir, "--report-dir")  # nor reports that cannot be written
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.phase("setup")
-            # everything starts at once: the collector boots while the target starts (the
-            # SUT's database copy and boot), Locust while the target gets ready; until the
-            # target answers, Locust's requests fail fast and belong to no slice, and the
-            # slices wait for spans to flow end to end (`drive`)
+            # everything starts at once: the collector, the target (the SUT's database copy
+            # and boot) and Locust boot together. Until the target answers, Locust's requests
+            # fail fast and belong to no slice; until the collector listens, its exporter
+            # retries; the slices wait for spans to flow end to end (`drive`)
             self.start_collector(wait=False)
             self.target.start(self)
-            self.wait_collector()
             locust = self.start_locust()
+            # the check's imports (a second of CPU) load while the children boot: after
+            # starting them, not before (this process did nothing else meanwhile)
+            preload = _Preload()
+            self.wait_collector()
             self.phase("start")
             self.target.ready(self)
             preload.join()  # a broken install fails here, before any load is spent

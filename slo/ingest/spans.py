@@ -16,9 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
-#: OTLP SpanKind numbers to the names used in the table and in specs.
-KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
-KIND_NAMES = set(KINDS.values())
+from slo.ingest.kinds import KIND_NAMES as KIND_NAMES  # re-exported
+from slo.ingest.kinds import KINDS as KINDS
 
 #: OTLP status codes: 0 unset, 1 ok, 2 error.
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2

@@ -19,25 +19,24 @@ repaired by compacting again (same file names, same content).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from slo.errors import SourceError
+from slo.ingest import runmeta
+from slo.ingest.runmeta import run_dir_name as run_dir_name  # re-exported
 from slo.ingest.spans import SCHEMA
 
 if TYPE_CHECKING:
@@ -80,14 +79,6 @@ class RunInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def run_dir_name(run_id: str) -> str:
-    """A file-system-safe, reversible-enough directory name for a run id (the column is truth)."""
-    q = urllib.parse.quote(run_id, safe="")
-    if len(q) > 150:
-        q = q[:100] + "~" + hashlib.sha1(run_id.encode()).hexdigest()
-    return "run=" + q
 
 
 def _seg_number(path: Path) -> int | None:
@@ -340,29 +331,14 @@ class SpanStore:
     # ------------------------------------------------------------------ run metadata
 
     def _meta_path(self, run_id: str) -> Path:
-        return self.meta_dir / (run_dir_name(run_id) + ".json")
+        return runmeta.meta_path(self.path, run_id)
 
     def write_run_meta(self, run_id: str, meta: dict[str, Any]) -> None:
         """Save a run's metadata (start/end times, users, totals) atomically."""
-        self.meta_dir.mkdir(parents=True, exist_ok=True)
-        path = self._meta_path(run_id)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(
-            orjson.dumps({"version": 1, "run_id": run_id, "meta": meta}, default=str)
-        )
-        os.replace(tmp, path)
+        runmeta.write_run_meta(self.path, run_id, meta)
 
     def read_run_meta(self, run_id: str) -> dict[str, Any] | None:
-        path = self._meta_path(run_id)
-        try:
-            doc = orjson.loads(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (orjson.JSONDecodeError, OSError) as e:
-            raise SourceError(f"unreadable run metadata {path}: {e}") from None
-        if not isinstance(doc, dict) or doc.get("version") != 1:
-            raise SourceError(f"run metadata {path} has an unknown version")
-        return doc.get("meta")
+        return runmeta.read_run_meta(self.path, run_id)
 
 
 class StoreWriter:

@@ -27,7 +27,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from slo.errors import SpecError
-from slo.ingest.spans import KIND_NAMES
+from slo.ingest.kinds import KIND_NAMES
 
 LATENCY_PERCENTILES = {
     "latency_p50": 50.0,

@@ -288,8 +288,8 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
 
 def _write_meta(environment: Any, run_id: str, meta: dict[str, Any]) -> None:
     try:
-        from slo.ingest.store import SpanStore
+        from slo.ingest.runmeta import write_run_meta  # not the store's module: no pyarrow
 
-        SpanStore(Path(_opt(environment, "slo_store", ".slo/store"))).write_run_meta(run_id, meta)
+        write_run_meta(Path(_opt(environment, "slo_store", ".slo/store")), run_id, meta)
     except Exception as e:  # noqa: BLE001 - metadata is a nicety; never fail the run for it
         log.warning("could not record run metadata for %s: %s", run_id, e)

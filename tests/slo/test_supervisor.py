@@ -113,3 +113,60 @@ def test_signals_are_handled_for_the_duration_only() -> None:
         signal.raise_signal(signal.SIGHUP)
     assert seen == [signal.SIGHUP]
     assert signal.getsignal(signal.SIGHUP) == before
+
+
+def test_a_forked_child_runs_in_its_own_group_and_exits_as_a_program(tmp_path: Path) -> None:
+    """`fork` runs a function in a child: its return value is the exit code, what it registered
+    with atexit runs (an OTel SDK flushes there), and it never returns into our code."""
+    import atexit
+    import os
+
+    marker = tmp_path / "atexit-ran"
+    after = tmp_path / "returned-into-the-caller"
+
+    def run() -> int:
+        assert os.getpgid(0) == os.getpid()  # its own process group (stopped as one)
+        assert os.environ["FORKED"] == "yes"
+        atexit.register(lambda: marker.write_text(str(os.getpid())))
+        return 3
+
+    sup = Supervisor(tmp_path)
+    parent = os.getpid()
+    proc = sup.fork("child", run, {**os.environ, "FORKED": "yes"})
+    if os.getpid() != parent:  # pragma: no cover - only if fork returned in the child
+        after.write_text("")
+        os._exit(0)
+    assert proc.wait(20) == 3
+    assert marker.read_text() == str(proc.pid)
+    assert not after.exists()
+    assert "FORKED" not in os.environ  # the environment was the child's only
+
+
+def test_a_forked_child_that_raises_exits_1(tmp_path: Path) -> None:
+    def run() -> int:
+        raise RuntimeError("boom")
+
+    assert Supervisor(tmp_path).fork("child", run).wait(20) == 1
+
+
+def test_sigterm_stops_a_forked_child_before_it_set_its_own_handlers(tmp_path: Path) -> None:
+    """Our SIGTERM handler is not the child's: a stop sent while the child is still starting
+    (a gunicorn master before its arbiter set its handlers) ends it instead of calling our
+    handler in the child, which would leave it running until SIGKILL."""
+    started = tmp_path / "started"
+
+    def run() -> int:
+        started.write_text("")
+        time.sleep(30)
+        return 0
+
+    seen: list[int] = []
+    sup = Supervisor(tmp_path)
+    with handle_signals(lambda signum, _frame: seen.append(signum), (signal.SIGTERM,)):
+        proc = sup.fork("child", run)
+        sup.wait_until("the child", started.exists, [proc], 20)
+        t0 = time.monotonic()
+        proc.terminate()
+        assert proc.wait(10) == -signal.SIGTERM
+        assert time.monotonic() - t0 < 5
+    assert seen == []

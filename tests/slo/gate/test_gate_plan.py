@@ -115,6 +115,20 @@ def test_wait_for_spans_waits_for_until_and_overlaps_the_settling(
     assert 2.0 <= clock["t"] < 2.2
 
 
+def test_wait_for_spans_with_nothing_to_settle_reads_the_store_once_until_holds(
+        clock: dict[str, float]) -> None:
+    """A target that flushes on stop (settle 0): while its processes exit, nothing is counted
+    (each count reads the store: CPU the exiting processes need); once they are gone, one."""
+    def sleep(s: float) -> None:
+        clock["t"] += s
+
+    store = _Store([10, 20, 30])
+    assert wait_for_spans(store, ["a"], settle=0.0, poll=0.05, sleep=sleep,
+                          until=lambda: clock["t"] >= 1.0) == 10
+    assert store.calls == 1
+    assert 1.0 <= clock["t"] < 1.1
+
+
 def test_summary_names_failures_and_findings() -> None:
     report = {
         "verdict": "fail", "run_id": "c", "baseline_run_id": "b",
