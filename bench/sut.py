@@ -119,7 +119,10 @@ class Sut:
         self.proc = self.supervisor.spawn(
             "sut", [sut, "up", "--data-dir", str(data_dir), "--base-port", str(self.base),
                     "--bugs", bugs],
-            {**os.environ, "SUT_ADMIN_TOKEN": "bench", **env}, log=log)
+            {**os.environ, "SUT_ADMIN_TOKEN": "bench", **env}, log=log,
+            # not the checkout: gunicorn puts its working directory first on sys.path, where a
+            # checkout's sut/ would beat a variant's PYTHONPATH
+            cwd=data_dir)
         self.supervisor.wait_until("sut up", lambda: "sut ready" in log.read_text(errors="replace"),
                                    [self.proc], 240, interval=0.2)
 
