@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 # bench/ is on the path as this script's directory, and its sut.py would shadow the sut package
@@ -27,14 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from slo.gate.sut import private_sqlite_db  # noqa: E402
 from slo.ports import free_port_range  # noqa: E402
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+from sut.runner import healthy  # noqa: E402  (the readiness probe `sut up` itself uses)
 
 
 def one_run() -> tuple[float, float, float]:
@@ -53,7 +45,7 @@ def one_run() -> tuple[float, float, float]:
         while pending:
             if proc.poll() is not None:
                 raise SystemExit(f"sut up exited with {proc.returncode}")
-            pending = [i for i in pending if not healthy(f"http://127.0.0.1:{port + i}/healthz")]
+            pending = [i for i in pending if not healthy(f"http://127.0.0.1:{port + i}")]
             time.sleep(0.05)
         ready = time.monotonic() - t0
         proc.send_signal(signal.SIGTERM)
