@@ -35,6 +35,7 @@ from slo.judge.pairs import (
 )
 from slo.judge.regressions import REGRESSION_OBJECTIVES, REQUEST_LEVEL_FLOOR, Regressions
 from slo.judge.results import Finding, Result
+from slo.judge.spanframe import span_frame
 from slo.judge.spec import Spec
 from slo.judge.stats import MAX_SAMPLES, downsample, prefetch_scipy
 from slo.judge.summary import (
@@ -103,9 +104,12 @@ class _Check:
         # they overlap the numpy work below instead of following it.
         pool = ThreadPoolExecutor(1, thread_name_prefix="slo-detectors")
         source = ix.source
+        # the detectors join on the parents this index resolved (built here: the index's
+        # caches are filled from one thread)
+        frame = span_frame(ix) if ix.n else None
         detecting = pool.submit(run_detectors, ix.table, spec.detectors,
                                 sql=source.sql if source is not None else None,
-                                con=source.con if source is not None else None)
+                                con=source.con if source is not None else None, frame=frame)
         pool.shutdown(wait=False)
         evals = [evaluate(ix, s) for s in spec.slos]
         base_slos: dict[str, Any] = (self.baseline or {}).get("slos") or {}

@@ -24,7 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from slo import units
 from slo.errors import SloError
@@ -37,6 +39,8 @@ from slo.ingest.spans import (
     URL_FULL_ATTRS,
 )
 from slo.judge import sqlnorm
+from slo.judge.spanframe import SpanFrame, span_frame
+from slo.judge.tree import RunIndex, take_rows
 
 DEFAULTS: dict[str, dict[str, object]] = {
     # Sentry: the same statement, sequential, under one parent, >= 5 times, >= 50 ms total.
@@ -100,9 +104,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = N
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
     """The one row of an aggregate query (DuckDB's `fetchone` is typed as maybe-None)."""
-    row = con.execute(sql, params or []).fetchone()
-    assert row is not None, sql
-    return row
+    rows = con.execute(sql, params or []).fetchall()  # fetchone leaves the result open
+    assert rows, sql
+    return tuple(rows[0])
 
 
 _EMPTY = "''"  # the SQL empty string, a default for `_attr`
@@ -123,118 +127,142 @@ def _ms(ns: float | int | None) -> float:
 
 
 class _Context:
-    """One DuckDB connection over the table, plus shared relations built once.
+    """One DuckDB connection over a run, plus shared relations built once.
 
-    `m` holds the columns the structural detectors need, with 64-bit hash keys: `id` =
-    hash(trace_id, span_id), `pid` = hash(trace_id, parent_span_id) (NULL for roots), `tid` =
-    hash(trace_id), `sh` = hash(db_statement) (NULL for none). Joining and partitioning on one
-    integer instead of two strings is what keeps a million spans well under a second. It holds
-    no id strings, statements or attributes (at 10M spans those were 3 GiB of a temp table
-    that spilled): `sx` (the spans with their `id`, no attributes) and `ax` (with them) give
-    them for the few rows a finding shows, by `id`.
+    `m` is the run as integers (`slo.judge.spanframe.SpanFrame`): every id a row number, each
+    parent resolved already by the check's index. Joining and partitioning on one integer
+    instead of two strings is what keeps a million spans well under a second. `spans` (every
+    span with its attributes JSON) is read where a detector must search the attributes;
+    strings and attributes of the few rows a finding shows come by row (`strings`, `rows`).
     """
 
-    def __init__(self, spans: pa.Table, sql: str | None = None, con: Any = None):
+    def __init__(self, spans: pa.Table, sql: str | None = None, con: Any = None,
+                 frame: SpanFrame | None = None):
         from slo.ingest.runsource import connect
 
         # a cursor of `con` is a connection of its own (temp tables, registrations) in the
         # same database: one memory limit and one thread pool for the check and the detectors
         self.con = con.cursor() if con is not None else connect()
-        # Every column but the attributes from the Arrow table the check already holds when it
-        # has them (DuckDB scans it in place: at 10M spans building `m` took 3.2 s of CPU
-        # from it, 5.1 s decoding the same columns from Parquet again); the attributes from
-        # the spans' Parquet files (`slo.ingest.runsource.RunSource.sql`) when given.
-        arrow = not [c for c in _NEEDED if c != "attributes" and c not in spans.column_names]
-        if arrow:
-            self.con.register("arrow_spans", spans)
-        if sql is not None:
-            self.con.execute(f"CREATE TEMP VIEW file_spans AS {sql}")
+        if frame is None:
+            core = spans
+            lacking = [c for c in _NEEDED if c != "attributes" and c not in spans.column_names]
+            if lacking:  # only the row count was given: the columns come from the files
+                core = self.con.sql(f"SELECT {', '.join(_NEEDED[:-1])} FROM ({sql})"
+                                    ).to_arrow_table()
+            frame = span_frame(RunIndex(core))
+        self.frame = frame
+        self.ix = frame.ix
+        self.con.register("m", frame.table)
+        # each trace id by its code (`m.tid`), for the few rows found by their strings
+        self.con.register("slo_traces", pa.table({
+            "tid": pa.array(np.arange(len(frame.trace_ids)), pa.int32()),
+            "trace_id": frame.trace_ids}))
+        # The attributes: from the table when it holds them, else from the spans' Parquet
+        # files (`slo.ingest.runsource.RunSource.sql`).
+        self.own_attributes = "attributes" in self.ix.table.column_names
+        if self.own_attributes:
+            self.con.register("slo_spans_in", self.ix.table)
+        else:
+            if sql is None:
+                raise SloError("span table lacks column(s) attributes "
+                               "(see slo.ingest.spans.SCHEMA)")
+            self.con.execute(f"CREATE TEMP VIEW slo_spans_in AS {sql}")
         # Nulls where the schema allows them would silently change joins and filters.
         text = ", ".join(
             f"coalesce({c}, '') AS {c}"
-            for c in ("trace_id", "span_id", "parent_span_id", "service", "name", "kind",
-                      "db_system", "db_statement")
+            for c in ("trace_id", "span_id", "parent_span_id", "service", "name", "kind")
         )
-        times = "coalesce(start_ns, 0) AS start_ns, coalesce(end_ns, start_ns, 0) AS end_ns"
-        # `core`: every column but the attributes; `spans`: with them
-        self.con.execute(f"""CREATE TEMP VIEW core AS SELECT {text}, {times}
-                             FROM {'arrow_spans' if arrow else 'file_spans'}""")
         self.con.execute(
             f"""CREATE TEMP VIEW spans AS
-                SELECT {text}, {times}, coalesce(attributes, '{{}}') AS attributes
-                FROM {'arrow_spans' if sql is None else 'file_spans'}"""
-        )
-        # the same with their `id`, to look strings (`sx`) or attributes (`ax`) up by it
-        self.con.execute("CREATE TEMP VIEW sx AS SELECT hash(trace_id, span_id) AS id, * FROM core")
-        self.con.execute("CREATE TEMP VIEW ax AS SELECT hash(trace_id, span_id) AS id, * FROM spans")
-        # Over an Arrow table `m` is a view (scans are free); over Parquet files it is
-        # decoded once into a temp table of integers, with the names as ENUMs (1-4 bytes a
-        # span instead of a string each: 10M spans took 0.9 GB, spilling past DuckDB's memory
-        # limit, and each scan read them back). Each ENUM lists its values in sorted order,
-        # so min/max/ORDER BY/arg_max over them pick what they picked over the strings.
-        names = ("service", "name", "kind")
-        if sql is not None:
-            for c in names:
-                self.con.execute(f"CREATE TEMP TYPE slo_{c} AS ENUM "
-                                 f"(SELECT DISTINCT {c} FROM core ORDER BY {c})")
-        named = ", ".join(c if sql is None else f"CAST({c} AS slo_{c}) AS {c}" for c in names)
-        self.con.execute(
-            f"""CREATE TEMP {'VIEW' if sql is None else 'TABLE'} m AS
-               SELECT hash(trace_id) AS tid, hash(trace_id, span_id) AS id,
-                      CASE WHEN parent_span_id <> '' THEN hash(trace_id, parent_span_id) END AS pid,
-                      {named}, start_ns, end_ns, db_system <> '' AS is_db,
-                      CASE WHEN db_statement <> '' THEN hash(db_statement) END AS sh
-               FROM core"""
+                SELECT {text}, coalesce(start_ns, 0) AS start_ns,
+                       coalesce(end_ns, start_ns, 0) AS end_ns,
+                       coalesce(attributes, '{{}}') AS attributes
+                FROM slo_spans_in"""
         )
         self._db = False
-        self._traces: int | None = None
         self.norms: list[str] = []
 
     def traces(self) -> int:
-        if self._traces is None:
-            self._traces = int(_one(self.con, "SELECT count(DISTINCT tid) FROM m")[0])
-        return self._traces
+        return self.ix.n_traces
 
     def db(self) -> str:
         """Temp table `db`: DB spans as integers: keys, times, `nid` (normalized statement id
         into `self.norms`) and `g` = hash(pid, nid), one group per parent and statement.
 
-        Statements are normalized in Python once per distinct raw text and joined back by
-        hash; strings (ids, names) are fetched afterwards for the few rows reported.
-        """
+        Statements are normalized in Python once per distinct raw text."""
         if not self._db:
-            raws = self.con.execute(
-                "SELECT DISTINCT db_statement, hash(db_statement) FROM core WHERE db_statement <> ''"
-            ).fetchall()
+            raws = self.frame.statements
             nids: dict[str, int] = {}
-            hashes, ids = [], []
-            shown = sqlnorm.shown(raw for raw, _ in raws)  # keyword case does not split one
-            for raw, h in raws:
-                hashes.append(h)
-                ids.append(nids.setdefault(shown[raw], len(nids)))
+            codes, ids = [], []
+            shown = sqlnorm.shown(raw for raw in raws if raw)  # keyword case does not split one
+            for code, raw in enumerate(raws):
+                if raw:
+                    codes.append(code)
+                    ids.append(nids.setdefault(shown[raw], len(nids)))
             self.norms = list(nids)
-            self.con.register("stmts", pa.table({"h": pa.array(hashes, pa.uint64()), "nid": pa.array(ids, pa.int32())}))
+            self.con.register("stmts", pa.table({"h": pa.array(codes, pa.int32()),
+                                                 "nid": pa.array(ids, pa.int32())}))
             self.con.execute(
                 """CREATE TEMP TABLE db AS
-                   SELECT m.tid, m.id, m.pid, m.service, m.start_ns, m.end_ns, s.nid,
+                   SELECT m.tid, m.id, m.pid, m.service, m.start_ns, m.end_ns, m.k, s.nid,
                           hash(m.pid, s.nid) AS g
                    FROM m JOIN stmts s ON m.sh = s.h"""
             )
             self._db = True
         return "db"
 
-    def strings(self, ids: list[int]) -> dict[int, dict[str, str]]:
-        """trace_id, span_id, parent_span_id and name of the spans with these hash ids."""
-        ids = [i for i in ids if i is not None]
-        if not ids:
+    def strings(self, ids: Sequence[int | None]) -> dict[int, dict[str, str]]:
+        """trace_id, span_id, parent_span_id and name of the spans of these rows (ids past
+        the last row, missing parents, have none)."""
+        rows = np.array(sorted({int(i) for i in ids if i is not None and 0 <= i < self.ix.n}),
+                        np.int64)
+        if not len(rows):
             return {}
-        rows = _rows(
-            self.con,
-            "SELECT id, trace_id, span_id, parent_span_id, name FROM sx "
-            "WHERE id IN (SELECT unnest($1::UBIGINT[]))",
-            [ids],
-        )
-        return {r.pop("id"): r for r in rows}
+        cols = {c: self.ix.take(c, rows).to_pylist()
+                for c in ("trace_id", "span_id", "parent_span_id", "name")}
+        return {int(r): {c: v[k] or "" for c, v in cols.items()}
+                for k, r in enumerate(rows.tolist())}
+
+    def rows(self, ids: np.ndarray | Sequence[int]) -> pa.Table:
+        """The spans of these rows, in this order: `m`'s columns (names as strings) and
+        their trace_id, span_id and attributes JSON ("{}" where none)."""
+        rows = np.asarray(ids, np.int64)
+        f = self.frame.table
+        cols: dict[str, Any] = {c: take_rows(f.column(c), rows)
+                                for c in ("tid", "id", "pid", "is_db", "sh", "k")}
+        for c in ("service", "name", "kind", "trace_id", "span_id", "parent_span_id"):
+            cols[c] = pc.fill_null(self.ix.take(c, rows), "")
+        start = pc.fill_null(self.ix.take("start_ns", rows), 0)
+        cols["start_ns"] = start
+        cols["end_ns"] = pc.coalesce(self.ix.take("end_ns", rows), start)
+        cols["attributes"] = self._attributes(rows, cols["trace_id"], cols["span_id"])
+        return pa.table(cols)
+
+    def _attributes(self, rows: np.ndarray, trace_ids: pa.Array, span_ids: pa.Array
+                    ) -> pa.Array:
+        if self.own_attributes:
+            return pc.fill_null(self.ix.take("attributes", rows), "{}")
+        want = pa.table({"i": pa.array(np.arange(len(rows))), "trace_id": trace_ids,
+                         "span_id": span_ids})
+        self.con.register("slo_wanted", want)
+        try:
+            got = self.con.sql(
+                "SELECT w.i, any_value(s.attributes) AS attributes FROM slo_wanted w "
+                "LEFT JOIN spans s ON s.trace_id = w.trace_id AND s.span_id = w.span_id "
+                "GROUP BY w.i ORDER BY w.i").to_arrow_table()
+        finally:
+            self.con.unregister("slo_wanted")
+        return pc.fill_null(got.column("attributes").combine_chunks().cast(pa.string()), "{}")
+
+    def register_rows(self, name: str, ids: np.ndarray | Sequence[int]) -> str:
+        """`rows(ids)` as a temp table `name` (kept for the connection's life)."""
+        t = self.rows(ids)
+        self.con.register("slo_rows_in", t)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM slo_rows_in")
+        finally:
+            self.con.unregister("slo_rows_in")
+        return name
 
 
 # --------------------------------------------------------------------------- N+1 queries
@@ -246,13 +274,13 @@ def _repeats(source: str, extra: str) -> str:
     spans of each group in start order, how many of them ran one after another (`seq`: each
     starts after every earlier one has ended), and the groups with at least $1 of those and
     at least $2 ns in all, with their parent's name."""
-    # One list of (start, id, end) per group, sorted once: three ordered `list(... ORDER BY)`
+    # One list of (start, tie key, id, end) per group, sorted once: three ordered `list(... ORDER BY)`
     # aggregates sorted each group three times (10M spans: 3.0 s CPU, this way 1.1 s).
     return f"""sorted AS (
             SELECT g, any_value(pid) AS pid, any_value(tid) AS tid,
                    any_value(service) AS service, {extra}, count(*) AS total,
                    sum(end_ns - start_ns) AS total_ns,
-                   list_sort(list(struct_pack(s := start_ns, i := id, e := end_ns))) AS l
+                   list_sort(list(struct_pack(s := start_ns, k := k, i := id, e := end_ns))) AS l
             FROM {source} GROUP BY g HAVING count(*) >= $1
         ), lists AS (
             SELECT * EXCLUDE (l), l[1].i AS first_id, list_transform(l, lambda x: x.s) AS s,
@@ -347,28 +375,30 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     else the client span's `http.route`, else its URL with ids templated."""
     url = _attr("c.attributes", URL_FULL_ATTRS, _EMPTY)
     method = _attr("c.attributes", HTTP_METHOD_ATTRS, "c.name")
+    # the calls of parents that make enough of them, and (by row) their attributes
+    busy = ctx.con.sql(
+        """WITH c AS (
+               SELECT id, pid FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
+           ), parents AS (
+               SELECT pid FROM c GROUP BY pid HAVING count(*) >= $1
+           )
+           SELECT c.id FROM c SEMI JOIN parents USING (pid) ORDER BY c.id""",
+        params=[o["min_count"]]).fetchnumpy()["id"]
+    if not len(busy):
+        return []
+    ctx.register_rows("busy", busy)
     ctes = f"""
-        WITH c AS (
-            SELECT * FROM m WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL
-        ), parents AS (
-            SELECT pid FROM c GROUP BY pid HAVING count(*) >= $1
-        ), busy AS (
-            SELECT c.* FROM c SEMI JOIN parents USING (pid)
-        ), srv AS (
+        WITH srv AS (
             SELECT pid, min(name) AS name FROM m
             WHERE kind = 'server' AND pid IN (SELECT id FROM busy)
             GROUP BY pid
-        ), attrs AS (
-            SELECT id, any_value(attributes) AS attributes FROM ax
-            WHERE id IN (SELECT id FROM busy) GROUP BY id
         ), calls AS (
-            SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns,
+            SELECT c.id, c.tid, c.pid, c.service, c.start_ns, c.end_ns, c.k,
                    coalesce(srv.name,
                             nullif({_attr("c.attributes", HTTP_ROUTE_ATTRS)}, ''),
                             nullif({method} || ' ' || {_ROUTE_OF_URL.format(u=url)}, {method} || ' '),
                             c.name) AS route
-            FROM (SELECT busy.*, coalesce(a.attributes, '{{}}') AS attributes
-                  FROM busy LEFT JOIN attrs a USING (id)) c
+            FROM busy c
             LEFT JOIN srv ON srv.pid = c.id
         ), {_repeats("(SELECT *, hash(pid, route) AS g FROM calls)",
                      "any_value(route) AS route")}"""
@@ -380,7 +410,7 @@ def _n_plus_one_http(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
                       c.end_ns - c.start_ns AS duration_ns,
                       {_attr("c.attributes", URL_FULL_ATTRS, "c.name")} AS url,
                       (SELECT min(s.service) FROM m s WHERE s.pid = c.id) AS callee
-               FROM ax c WHERE c.id IN (SELECT unnest($1::UBIGINT[]))
+               FROM busy c WHERE c.id IN (SELECT unnest($1::BIGINT[]))
                ORDER BY c.start_ns LIMIT 200""",
             [r["ids"]],
         )
@@ -459,19 +489,12 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     need = max(int(o["min_traces"]), 1)
     share = float(o["min_share"])
     findings: list[dict[str, Any]] = []
-    # The anti-joins are cheap on hash keys; everything after them only sees the (normally
-    # empty) suspects, so a healthy run costs two joins.
-    ctx.con.execute(
-        """CREATE OR REPLACE TEMP TABLE orphan_ids AS
-           SELECT s.id FROM m s ANTI JOIN m p ON p.id = s.pid WHERE s.pid IS NOT NULL"""
-    )
-    # their strings come from the spans' files, read only when there are any
-    has_orphans = bool(_one(ctx.con, "SELECT count(*) FROM orphan_ids")[0])
-    ctx.con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE orphans AS
-           SELECT hash(trace_id) AS tid, trace_id, span_id, parent_span_id, service, name, kind
-           FROM sx WHERE id IN (SELECT id FROM orphan_ids) AND {has_orphans}"""
-    )
+    # Orphans (a parent named and never arrived) come resolved with the index; everything
+    # after this only sees the (normally empty) suspects.
+    orphan_rows = np.flatnonzero(ctx.frame.orphan)
+    has_orphans = bool(len(orphan_rows))
+    if has_orphans:
+        ctx.register_rows("orphans", orphan_rows)
     inner = (
         "NOT $1 OR tid IN (SELECT tid FROM m WHERE tid IN (SELECT tid FROM {src}) GROUP BY tid "
         "HAVING min(start_ns) >= $2 + $4 AND max(end_ns) <= $3 - $4)"
@@ -498,7 +521,7 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         FROM k GROUP BY service, name, kind ORDER BY traces DESC, service, name
         """,
         [use_edge, lo, hi, edge, bool(o["entry_orphans"])],
-    ) if has_orphans and _one(ctx.con, "SELECT count(*) FROM orphans")[0] else []
+    ) if has_orphans else []
     for r in orphans:
         if r["traces"] < need or r["traces"] < share * total:
             continue
@@ -515,18 +538,24 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     # Split traces: a root server span that runs inside a client span of another trace
     # which has no child of its own (the callee started a new trace instead).
     skew = int(o["skew_ms"] * _NS)
-    ctx.con.execute(
-        """CREATE OR REPLACE TEMP TABLE dangling_ids AS
-           SELECT c.id FROM m c ANTI JOIN m ch ON ch.pid = c.id
-           WHERE c.kind = 'client' AND NOT c.is_db"""
-    )
-    if not _one(ctx.con, "SELECT count(*) FROM dangling_ids")[0]:
+    # a client call (not a query) that no span names as its parent
+    f = ctx.frame
+    pid = f.pid[(f.pid >= 0) & (f.pid < ctx.ix.n)]
+    has_child = np.zeros(ctx.ix.n, bool)
+    has_child[pid] = True
+    kind_codes, kinds = ctx.ix.codes("kind")
+    client = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k == "client"])
+    is_db = f.table.column("is_db").to_numpy()
+    dangling_rows = np.flatnonzero(client & ~is_db & ~has_child)
+    del pid, has_child, client, is_db
+    if not len(dangling_rows):
         return findings
+    ctx.register_rows("dangling_rows", dangling_rows)
     ctx.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dangling AS
-           SELECT hash(c.trace_id) AS tid, c.trace_id, c.span_id, c.service, c.name, c.start_ns,
+           SELECT c.tid, c.trace_id, c.span_id, c.service, c.name, c.start_ns,
                   c.end_ns, coalesce({_client_port("c.attributes")}, 0) AS port
-           FROM ax c WHERE c.id IN (SELECT id FROM dangling_ids)"""
+           FROM dangling_rows c"""
     )
     # Each root server span is matched (ASOF: by port, then the latest start) to the dangling
     # client that called it; the client must enclose it in time. Under concurrency the match
@@ -535,15 +564,18 @@ def _broken_trace(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         ctx.con,
         f"""
         WITH r AS (
-            SELECT hash(trace_id) AS tid, trace_id, span_id, service, name, start_ns, end_ns,
+            SELECT trace_id, span_id, service, name, start_ns, end_ns,
                    coalesce({_server_port("attributes")}, 0) AS port
             FROM spans WHERE parent_span_id = '' AND kind = 'server'
+        ), rp AS (
+            -- each root's trace by its code, as `m` numbers it
+            SELECT t.tid, r.* FROM r JOIN slo_traces t USING (trace_id)
         ), pairs AS (
             SELECT r.tid, r.trace_id, r.span_id, r.service, r.name, r.end_ns - r.start_ns AS dur,
                    c.trace_id AS caller_trace_id, c.span_id AS caller_span_id,
                    c.service AS caller_service, c.name AS caller_name,
                    c.end_ns AS c_end, r.end_ns AS r_end, c.tid AS c_tid, c.service AS c_service
-            FROM r ASOF JOIN dangling c ON r.port = c.port AND r.start_ns + $5 >= c.start_ns
+            FROM rp r ASOF JOIN dangling c ON r.port = c.port AND r.start_ns + $5 >= c.start_ns
         ), mm AS (
             SELECT * FROM pairs
             WHERE c_end + $5 >= r_end AND c_tid <> tid AND c_service <> service
@@ -586,14 +618,13 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     # Runs of sequential calls are found on timing alone; the callee of each call (the
     # service of its child span, else the host in its URL, else its name) is looked up only
     # for the runs that are long enough and would save enough.
-    rows = _rows(
-        ctx.con,
-        f"""
+    found = ctx.con.sql(
+        """
         WITH c0 AS (
-            SELECT id, pid, start_ns, end_ns FROM m
+            SELECT id, pid, start_ns, end_ns, k FROM m
             WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL AND end_ns - start_ns >= $1
         ), lists AS (
-            SELECT pid, list(start_ns ORDER BY start_ns, id) AS s, list(end_ns ORDER BY start_ns, id) AS e
+            SELECT pid, list(start_ns ORDER BY start_ns, k) AS s, list(end_ns ORDER BY start_ns, k) AS e
             FROM c0 GROUP BY pid HAVING count(*) >= $2
         ), cand AS (
             -- cheap pre-selection: parents with enough calls that follow their predecessors
@@ -602,22 +633,36 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             WHERE len(list_filter(range(2, len(s) + 1), lambda i: s[i] >= list_max(e[1:i - 1])
                                   AND s[i] - list_max(e[1:i - 1]) <= $3)) >= $2 - 1
         ), w AS (
-            SELECT c0.*, max(end_ns) OVER (PARTITION BY pid ORDER BY start_ns, id
+            SELECT c0.*, max(end_ns) OVER (PARTITION BY pid ORDER BY start_ns, k
                                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
             FROM c0 SEMI JOIN cand ON c0.pid = cand.pid
         ), r AS (
             SELECT *, sum(CASE WHEN prev_end IS NULL OR start_ns < prev_end OR start_ns - prev_end > $3
                                THEN 1 ELSE 0 END)
-                      OVER (PARTITION BY pid ORDER BY start_ns, id) AS run
+                      OVER (PARTITION BY pid ORDER BY start_ns, k) AS run
             FROM w
         ), runs AS (
             SELECT pid, run, count(*) AS n, sum(end_ns - start_ns) - max(end_ns - start_ns) AS saved_ns
-            FROM r GROUP BY pid, run HAVING count(*) >= $2 AND saved_ns >= $5
-        ), calls AS (
-            SELECT r.pid, r.run, r.id, r.start_ns, r.end_ns, c.service, c.name, c.trace_id, c.span_id,
-                   c.attributes
-            FROM r SEMI JOIN runs ON r.pid = runs.pid AND r.run = runs.run
-            JOIN ax c ON c.id = r.id
+            FROM r GROUP BY pid, run HAVING count(*) >= $2 AND saved_ns >= $4
+        )
+        SELECT r.id, r.run FROM r SEMI JOIN runs ON r.pid = runs.pid AND r.run = runs.run
+        ORDER BY r.id
+        """,
+        params=[int(o["min_call_ms"] * _NS), max(int(o["min_calls"]), 2),
+                int(o["max_gap_ms"] * _NS), int(o["min_saved_ms"] * _NS)],
+    ).to_arrow_table()
+    if not found.num_rows:
+        return []
+    # the calls of long enough runs, with their strings and attributes, by row
+    ctx.register_rows("fan_rows", found.column("id").to_numpy())
+    ctx.con.register("fan_runs", found)
+    rows = _rows(
+        ctx.con,
+        f"""
+        WITH calls AS (
+            SELECT c.pid, f.run, c.id, c.start_ns, c.end_ns, c.k, c.service, c.name,
+                   c.trace_id, c.span_id, c.attributes
+            FROM fan_rows c JOIN fan_runs f USING (id)
         ), callee AS (
             SELECT ch.pid AS id, min(ch.service) AS callee
             FROM m ch SEMI JOIN calls ON ch.pid = calls.id GROUP BY ch.pid
@@ -631,29 +676,28 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
             SELECT pid, run, any_value(service) AS service, any_value(trace_id) AS trace_id,
                    count(*) AS n, count(DISTINCT callee) AS services,
                    sum(end_ns - start_ns) - max(end_ns - start_ns) AS saved_ns,
-                   max(end_ns) - min(start_ns) AS span_ns, list(callee ORDER BY start_ns) AS callees
-            FROM named GROUP BY pid, run HAVING count(DISTINCT callee) >= $4
+                   max(end_ns) - min(start_ns) AS span_ns, list(callee ORDER BY start_ns, k) AS callees
+            FROM named GROUP BY pid, run HAVING count(DISTINCT callee) >= $1
         ), hit AS (
-            SELECT runs2.*, coalesce(p.name, '') AS parent_name, p.span_id AS parent_span_id
-            FROM runs2 LEFT JOIN sx p ON p.id = runs2.pid
+            SELECT runs2.*, coalesce(p.name, '') AS parent_name
+            FROM runs2 LEFT JOIN m p ON p.id = runs2.pid
         )
         SELECT service, parent_name, count(DISTINCT trace_id) AS traces,
                median(saved_ns) AS p50_saved_ns,
-               arg_max(struct_pack(trace_id, parent_span_id, n, saved_ns, span_ns, callees),
+               arg_max(struct_pack(trace_id, pid, n, saved_ns, span_ns, callees),
                        (saved_ns, trace_id)) AS x
         FROM hit GROUP BY service, parent_name ORDER BY traces DESC, service, parent_name
         """,
-        [
-            int(o["min_call_ms"] * _NS),
-            max(int(o["min_calls"]), 2),
-            int(o["max_gap_ms"] * _NS),
-            int(o["min_services"]),
-            int(o["min_saved_ms"] * _NS),
-        ],
+        [int(o["min_services"])],
     )
-    out = []
+    ctx.con.unregister("fan_runs")
     for r in rows:
         r.update(r.pop("x"))
+    parent_ids = ctx.strings([r["pid"] for r in rows])
+    for r in rows:
+        r["parent_span_id"] = parent_ids.get(r["pid"], {}).get("span_id")
+    out = []
+    for r in rows:
         parents = _one(
             ctx.con,
             "SELECT count(DISTINCT tid) FROM m WHERE service = $1 AND name = $2",
@@ -748,12 +792,12 @@ def _slow_statement(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     if rows:
         ctx.con.register("slo_slow_hits", pa.table({
             "k": pa.array(range(len(rows)), pa.int64()),
-            "tid": pa.array([r["tid"] for r in rows], pa.uint64()),
+            "tid": pa.array([r["tid"] for r in rows], pa.int32()),
             "service": pa.array([r["service"] for r in rows], pa.string()),
             "nid": pa.array([r["nid"] for r in rows], pa.int32())}))
         try:
             ids = dict(ctx.con.execute(
-                f"""SELECT h.k, arg_max(d.id, (d.end_ns - d.start_ns, d.id))
+                f"""SELECT h.k, arg_max(d.id, (d.end_ns - d.start_ns, d.k))
                     FROM {db} d JOIN slo_slow_hits h
                     ON d.tid = h.tid AND d.service = h.service AND d.nid = h.nid
                     GROUP BY h.k""").fetchall())
@@ -926,7 +970,7 @@ _DETECTORS: dict[str, Callable[[_Context, dict[str, Any]], list[dict[str, Any]]]
 
 def run_detectors(
     spans: pa.Table, config: dict[str, dict[str, Any]] | None = None, *, sql: str | None = None,
-    con: Any = None,
+    con: Any = None, frame: SpanFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Findings of every detector over a span table (`slo.ingest.spans.SCHEMA`).
 
@@ -937,6 +981,8 @@ def run_detectors(
     `spans`, which then only says how many there are). `con`: a DuckDB connection whose
     database to run in (`slo.ingest.runsource.RunSource.con`: the check's reads and the
     detectors then share one memory limit, instead of each spilling only past its own).
+    `frame`: the run's `slo.judge.spanframe.span_frame` when the caller has indexed `spans`
+    already (the check): its parents are then resolved once for both.
     """
     options = _options(config)
     if spans.num_rows == 0:
@@ -944,7 +990,7 @@ def run_detectors(
     missing = [c for c in _NEEDED if c not in spans.column_names]
     if missing and sql is None:
         raise SloError(f"span table lacks column(s) {', '.join(missing)} (see slo.ingest.spans.SCHEMA)")
-    ctx = _Context(spans, sql, con)
+    ctx = _Context(spans, sql, con, frame)
     try:
         findings = []
         for name, detect in _DETECTORS.items():

@@ -116,6 +116,17 @@ class RunIndex:
             idx, values = remap[idx], values.filter(pa.array(used))
         return idx, values
 
+    @property
+    def trace_codes(self) -> np.ndarray:
+        """Each row's trace as a code into `trace_ids` (int32, in order of first appearance
+        when read as plain strings)."""
+        return self._trace_dictionary[0]
+
+    @property
+    def trace_ids(self) -> pa.Array:
+        """The distinct trace ids, by code."""
+        return self._trace_dictionary[1]
+
     @cached_property
     def n_traces(self) -> int:
         """Distinct trace ids."""
@@ -149,19 +160,7 @@ class RunIndex:
         if name == "trace_id" and self.n:
             idx, values = self._trace_dictionary
             return values.take(pa.array(idx[rows]))
-        col = self.column(name)
-        plain = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
-        if len(rows) == 0 or col.num_chunks == 0:
-            return pa.array([], plain)
-        bounds = np.cumsum([0] + [len(c) for c in col.chunks])
-        which = np.searchsorted(bounds, rows, side="right") - 1
-        order = np.argsort(which, kind="stable")
-        parts = []
-        for c in np.unique(which).tolist():
-            part = col.chunk(c).take(pa.array(rows[which == c] - bounds[c]))
-            parts.append(part.cast(plain) if part.type != plain else part)
-        merged = pa.concat_arrays(parts)  # grouped by chunk: put back in the order asked
-        return merged.take(pa.array(np.argsort(order)))
+        return take_rows(self.column(name), rows)
 
     def match(self, name: str, predicate: Callable[[Any], bool]) -> np.ndarray:
         """Boolean mask of rows whose `name` column satisfies `predicate` (per distinct value)."""
@@ -195,8 +194,8 @@ class RunIndex:
         """
         if self.n == 0:
             return np.zeros(0, np.int64)
-        sid = _hex64(self.column("span_id"))
-        pid = _hex64(self.column("parent_span_id"))
+        sid = hex64(self.column("span_id"))
+        pid = hex64(self.column("parent_span_id"))
         if sid is None or pid is None:
             return self._parent_by_strings()
         code = self._trace_dictionary[0]
@@ -472,6 +471,24 @@ def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
     return ix
 
 
+def take_rows(col: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """`col` at these rows, one array, dictionary-encoded strings decoded, chunk by chunk
+    (see `RunIndex.take`)."""
+    rows = np.asarray(rows, np.int64)
+    plain = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+    if len(rows) == 0 or col.num_chunks == 0:
+        return pa.array([], plain)
+    bounds = np.cumsum([0] + [len(c) for c in col.chunks])
+    which = np.searchsorted(bounds, rows, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    parts = []
+    for c in np.unique(which).tolist():
+        part = col.chunk(c).take(pa.array(rows[which == c] - bounds[c]))
+        parts.append(part.cast(plain) if part.type != plain else part)
+    merged = pa.concat_arrays(parts)  # grouped by chunk: put back in the order asked
+    return merged.take(pa.array(np.argsort(order)))
+
+
 def _row_type(n: int) -> type[np.signedinteger[Any]]:
     """The narrowest signed integer type that numbers `n` rows (and -1): int32 up to 2^31
     rows, half the memory of int64 for each array of rows the tree walks hold."""
@@ -512,10 +529,10 @@ def _attrs_match(raw: str, want: dict[str, str]) -> bool:
 
 
 
-def _hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+def hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     """16-hex-digit ids as uint64 ("" -> 0); None if any value is not 16 hex digits."""
     if isinstance(col, pa.ChunkedArray):
-        parts = [_hex64(c) for c in col.chunks]
+        parts = [hex64(c) for c in col.chunks]
         if any(p is None for p in parts):
             return None
         return np.concatenate(cast(list[np.ndarray], parts)) if parts else np.zeros(0, np.uint64)

@@ -492,3 +492,47 @@ def test_a_root_that_outlives_the_dangling_call_is_not_its_callee():
         callee.rows[0]["end_ns"] = callee.t0 + 30 * MS  # runs on long after the call returned
         pairs += [caller, callee]
     assert only(run_detectors(table(*pairs)), "broken_trace") == []
+
+
+# ------------------------------------------------- ids as rows (slo.judge.spanframe)
+
+def test_queries_under_a_parent_that_never_arrived_are_still_one_group():
+    # The server span of each request was lost; its twelve queries still share a parent id,
+    # so they are one N+1 (the parent is named by its id, having no name).
+    traces = []
+    for i in range(3):
+        t = product_list(12, offset=i * 50)
+        root = t.rows[0]["span_id"]
+        t.rows = t.rows[1:]
+        traces.append((t, root))
+    [f] = only(run_detectors(table(*(t for t, _ in traces))), "n_plus_one")
+    assert (f["count"], f["traces"]) == (12, 3)
+    assert f["span_id"] in {root for _, root in traces}
+    assert f["span"] == ""
+
+
+def test_siblings_under_different_missing_parents_are_not_grouped():
+    # Six queries under one lost parent and six under another are two runs of six, not one of
+    # twelve: the missing parents are told apart by their ids, within the trace.
+    t = Trace()
+    for j, p in enumerate((sid(), sid())):  # one after the other: twelve in a row if merged
+        for i in range(6):
+            t.query("product-service", p, 1 + j * 2 + i * 0.2, 0.1,
+                    f"select name from categories where id = {i}")
+    [f] = only(run_detectors(table(t), {"n_plus_one": {"min_total_ms": 0.0}}), "n_plus_one")
+    assert f["count"] == 6
+
+
+def test_a_span_naming_itself_as_parent_is_not_an_orphan():
+    traces = []
+    for i in range(5):
+        t = Trace(i * 10)
+        own = sid()
+        root = t.span("order-service", "GET /orders/<int:order_id>", 0, 10, kind="server",
+                      span_id=own, parent=own)
+        t.span("order-service", "SELECT", 0.5, 0.2, parent=root, kind="client")
+        traces.append(t)
+    # (entry_orphans: even a trace's only top span would count, were it an orphan)
+    assert only(run_detectors(table(*traces), {"broken_trace": {"min_traces": 1,
+                                                                "entry_orphans": True}}),
+                "broken_trace") == []
