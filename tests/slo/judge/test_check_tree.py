@@ -181,3 +181,15 @@ def test_take_across_chunks_keeps_the_order_asked_and_decodes_dictionaries():
     assert coded.take("n", rows).to_pylist() == rows.tolist()
     assert coded.rows(rows[:2], ["name", "n"]) == [{"name": "e", "n": 8}, {"name": "b", "n": 0}]
     assert coded.take("name", np.array([], np.int64)).to_pylist() == []
+
+
+def test_parents_whose_ids_differ_only_in_the_bits_the_sort_drops():
+    """The sorted keys carry the row number in their low bits, so span ids that differ only
+    there share a shortened key: each lookup walks past the wrong ones to its own parent."""
+    tid = "7" * 32
+    rows = [make_row(trace_id=tid, span_id=f"{0xa0 + i:016x}", name=f"s{i}", start_ns=1, end_ns=2)
+            for i in range(8)]
+    rows += [make_row(trace_id=tid, span_id=f"{0xf0 + i:016x}", parent_span_id=f"{0xa0 + 7 - i:016x}",
+                      name="child", start_ns=1, end_ns=2) for i in range(8)]
+    want = [None if r["parent_span_id"] == "" else (tid, r["parent_span_id"]) for r in rows]
+    assert _parents(RunIndex(table_from_rows(rows)), rows) == want
