@@ -205,29 +205,47 @@ class RunIndex:
         row_bits = np.uint64((1 << max(n.bit_length(), 1)) - 1)
         high = ~row_bits
         # (temporaries freed as soon as they are used: at 10M spans each one is 80 MB)
-        mix = (code.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        keys = np.sort(((sid ^ mix) & high) | np.arange(n, dtype=np.uint64))
+        mix = code.astype(np.uint64)
+        mix += np.uint64(1)
+        mix *= np.uint64(0x9E3779B97F4A7C15)
+        keys = sid ^ mix  # in place from here on: no temporaries of the run's size
+        keys &= high
+        keys |= np.arange(n, dtype=np.uint64)
+        keys.sort()
         asking = np.flatnonzero(self.has_parent)
-        wanted = np.sort(((pid[asking] ^ mix[asking]) & high) | asking.astype(np.uint64))
-        del mix, asking
-        child = (wanted & row_bits).astype(np.int64)
+        wanted = pid[asking]
+        wanted ^= mix[asking]
+        del mix
+        wanted &= high
+        wanted |= asking.astype(np.uint64)
+        del asking
+        wanted.sort()
+        rows = _row_type(n)
+        child = (wanted & row_bits).astype(rows)
         wanted &= high
         pos = np.searchsorted(keys, wanted)  # the first key of that high part, if any
-        out = np.full(n, -1, _row_type(n))
-        todo = np.arange(len(wanted))
-        while len(todo):
-            at = pos[todo]
-            inside = at < n
-            todo, at = todo[inside], at[inside]
+        np.minimum(pos, n - 1, out=pos)
+        out = np.full(n, -1, rows)
+        # every lookup at once, then again for the few whose shortened key another span
+        # shares (arrays of the run's size kept to a few: at 10M spans each is 40-80 MB)
+        todo: np.ndarray | None = None
+        while todo is None or len(todo):
+            at = pos if todo is None else pos[todo]
+            kid = child if todo is None else child[todo]
             key = keys[at]
-            same = (key & high) == wanted[todo]
-            todo, key = todo[same], key[same]
-            cand = (key & row_bits).astype(np.int64)
-            kid = child[todo]
-            ok = (code[cand] == code[kid]) & (sid[cand] == pid[kid])
+            same = (key & high) == (wanted if todo is None else wanted[todo])
+            key &= row_bits
+            cand = key.astype(rows)
+            del key
+            ok = same & (code[cand] == code[kid])
+            ok &= sid[cand] == pid[kid]
             out[kid[ok]] = cand[ok]
-            todo = todo[~ok]  # the same shortened key, another span: try the next key
-            pos[todo] += 1
+            del cand, kid
+            same &= ~ok  # the same shortened key, another span: try the next key
+            more = np.flatnonzero(same) if todo is None else todo[same]
+            del same, ok
+            pos[more] += 1
+            todo = more[pos[more] < n]
         out[out == np.arange(n, dtype=out.dtype)] = -1  # a span naming itself as parent
         return out
 
