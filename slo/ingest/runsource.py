@@ -84,13 +84,23 @@ class RunSource:
             self._con.close()
             self._con = None
 
-    def traces(self, trace_ids: Iterable[str]) -> pa.Table:
-        """Every column of every span of these traces (`slo.ingest.spans.SCHEMA`)."""
+    def traces(self, trace_ids: Iterable[str],
+               windows: Sequence[tuple[int, int]] = ()) -> pa.Table:
+        """Every column of every span of these traces (`slo.ingest.spans.SCHEMA`).
+
+        `windows`: (first, last) start_ns that every span of these traces lies within
+        (`RunIndex` knows them): DuckDB then skips the row groups outside them by their
+        statistics instead of reading every column of the run (10M spans: 0.3 -> 0.1 CPU-s
+        for ten traces)."""
         ids = sorted(set(trace_ids))
         if not ids:
             return SCHEMA.empty_table()
-        t = self.con.sql(f"SELECT * FROM ({self.sql}) WHERE trace_id IN "
-                         "(SELECT unnest($1::VARCHAR[]))", params=[ids]).to_arrow_table()
+        where = "trace_id IN (SELECT unnest($1::VARCHAR[]))"
+        if windows:
+            spans = " OR ".join(f"start_ns BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in windows)
+            where += f" AND ({spans} OR start_ns IS NULL)"
+        t = self.con.sql(f"SELECT * FROM ({self.sql}) WHERE {where}",
+                         params=[ids]).to_arrow_table()
         return t.select(SCHEMA.names).cast(SCHEMA)
 
     def attributes_of(self, trace_ids: pa.Array | pa.ChunkedArray,
