@@ -186,28 +186,20 @@ class _Context:
         return self.ix.n_traces
 
     def db(self) -> str:
-        """Temp table `db`: DB spans as integers: keys, times, `nid` (normalized statement id
-        into `self.norms`) and `g` = hash(pid, nid), one group per parent and statement.
+        """Table `db`: DB spans as integers: keys, times, `nid` (normalized statement id
+        into `self.norms`) and `g`, one number per parent and statement.
 
         Statements are normalized in Python once per distinct raw text."""
         if not self._db:
             raws = self.frame.statements
             nids: dict[str, int] = {}
-            codes, ids = [], []
+            nid_of = np.full(len(raws) + 1, -1, np.int32)  # the last: no statement
             shown = sqlnorm.shown(raw for raw in raws if raw)  # keyword case does not split one
             for code, raw in enumerate(raws):
                 if raw:
-                    codes.append(code)
-                    ids.append(nids.setdefault(shown[raw], len(nids)))
+                    nid_of[code] = nids.setdefault(shown[raw], len(nids))
             self.norms = list(nids)
-            self.con.register("stmts", pa.table({"h": pa.array(codes, pa.int32()),
-                                                 "nid": pa.array(ids, pa.int32())}))
-            self.con.execute(
-                """CREATE TEMP TABLE db AS
-                   SELECT m.tid, m.id, m.pid, m.service, m.start_ns, m.end_ns, m.k, s.nid,
-                          hash(m.pid, s.nid) AS g
-                   FROM m JOIN stmts s ON m.sh = s.h"""
-            )
+            self.con.register("db", self.frame.statement_spans(nid_of))
             self._db = True
         return "db"
 
