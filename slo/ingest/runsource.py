@@ -69,6 +69,8 @@ class RunSource:
                     f"ON o.trace_id = r.trace_id"
                     + where.replace("start_ns", "o.start_ns"))
         self.sql = sql
+        #: every file the relation reads from
+        self.files = [*own, *unlabelled]
         self.temp_dir = temp_dir
         self._con: Any = None
 

@@ -109,7 +109,8 @@ class _Check:
         frame = span_frame(ix) if ix.n else None
         detecting = pool.submit(run_detectors, ix.table, spec.detectors,
                                 sql=source.sql if source is not None else None,
-                                con=source.con if source is not None else None, frame=frame)
+                                con=source.con if source is not None else None, frame=frame,
+                                files=source.files if source is not None else None)
         pool.shutdown(wait=False)
         evals = [evaluate(ix, s) for s in spec.slos]
         base_slos: dict[str, Any] = (self.baseline or {}).get("slos") or {}

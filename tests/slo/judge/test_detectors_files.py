@@ -46,3 +46,42 @@ def test_findings_from_the_files_equal_those_over_the_whole_table(tmp_path):
             and f["statement"].startswith("SELECT * FROM orders")]
     assert [f["span"] for f in slow] == ["GET /c-sorts-last"]
     assert lazy == whole
+
+
+def _sensitive_over_files(tmp_path, attrs: list[dict]) -> set[tuple[str, str]]:
+    """sensitive_data's findings over a stored run read as the check reads it (attributes
+    from the files), each span of `attrs` in its own trace, among clean ones."""
+    from test_detectors import Trace
+
+    traces = []
+    for i in range(200):
+        t = Trace(i * 10)
+        t.span("user-service", "GET /users/<int:id>", 0, 5, kind="server",
+               attrs={"http.route": "/users/<int:id>", "user.id": 1234567890123456 + i})
+        traces.append(t)
+    for i, a in enumerate(attrs):
+        t = Trace(5000 + i * 10)
+        t.span("payment", "charge", 0, 1, attrs=a)
+        traces.append(t)
+    w = StoreWriter(tmp_path / "store")
+    for t in traces:  # one segment holds many spans; the findings are in the last ones
+        w.append(table_from_rows([dict(r, run_id="r1") for r in t.rows]))
+    w.close()
+    spans, source = read_for_check(SpanStore(tmp_path / "store"), "r1")
+    try:
+        found = run_detectors(spans, sql=source.sql, con=source.con, files=source.files)
+    finally:
+        source.close()
+    return {(f["attribute"], f["kind"]) for f in found if f["detector"] == "sensitive_data"}
+
+
+def test_sensitive_data_over_the_files_finds_rare_kinds_and_e_mails(tmp_path):
+    """Tokens and card numbers are looked for a whole segment at a time first: found there,
+    every span is searched; not found, only spans with an "@"."""
+    assert _sensitive_over_files(tmp_path / "a", [
+        {"card": "4111-1111-1111-1111"}, {"auth": "Bearer abcdef123456"},
+        {"to": "jane@example.com"}]) == {
+            ("card", "card_number"), ("auth", "bearer_token"), ("to", "email")}
+    assert _sensitive_over_files(tmp_path / "b", [{"to": "jane@example.com"}]) == {
+        ("to", "email")}
+    assert _sensitive_over_files(tmp_path / "c", [{"n": "4111-1111-1111-1112"}]) == set()
