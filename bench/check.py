@@ -146,7 +146,9 @@ def breakdown(d: Path) -> list[tuple[str, float, float]]:
     spans, source = timed("store read, core columns (slo.pipeline)",
                           lambda: read_for_check(SpanStore(d / "store"), "cand"))
     sql = source.sql if source is not None else None
-    timed("detectors alone, over Parquet", lambda: run_detectors(spans, spec.detectors, sql=sql))
+    files = source.files if source is not None else None
+    timed("detectors alone, over Parquet", lambda: run_detectors(spans, spec.detectors, sql=sql,
+                                                                 files=files))
     real, check.run_detectors = check.run_detectors, lambda *a, **k: []
     try:
         timed("check without detectors (slo.judge.check)",
