@@ -5,12 +5,12 @@ each with its evidence and an exemplar trace: N+1 queries, broken traces, serial
 a statement that dominates its request, and sensitive data in span attributes. Which of them
 fail the check is configuration (`fail`), defaults in `DEFAULTS`.
 
-Every detector is one or two DuckDB queries over the Arrow span table (DuckDB reads the
-`pyarrow.Table` in place), joined on 64-bit hashes of the ids rather than on strings, so a
-million spans cost about 1.5 s of CPU, under a second of wall time on two idle cores
-(`bench/detectors.py`); Python only sees the aggregated findings (and, for sensitive data,
-the few rows a regular expression pre-selected). Findings are aggregated per detector + service + span + statement, with counts
-across traces and the worst trace as the exemplar, never one per trace.
+Every detector is one or two DuckDB queries over the run as integers (`slo.judge.spanframe`:
+rows as ids, each parent resolved by the check's index, scanned by DuckDB in place), never
+joined on id strings; Python only sees the aggregated findings (and, for sensitive data, the
+few rows a regular expression pre-selected). Findings are aggregated per detector + service +
+span + statement, with counts across traces and the worst trace as the exemplar, never one
+per trace.
 
 Thresholds are scaled for a test system on one machine (SQLite queries of ~0.1 ms, calls of
 a few ms), not for production web traffic; Sentry's published rules are the model.
