@@ -320,6 +320,40 @@ def test_pressure_answers_503_with_retry_after_then_recovers(tmp_path):
         run.stop()
 
 
+def test_http_bodies_are_decoded_and_stored_on_the_event_loops_thread(tmp_path, monkeypatch):
+    """No hand-off to a decode pool (two thread wake-ups and a GIL ping-pong per request),
+    and the 200 still comes only once the spans are in the WAL."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from slo.ingest import otlp
+    from slo.ingest.store import StoreWriter
+
+    threads: list[str] = []
+    decode, commit = otlp.decode, StoreWriter.commit
+
+    def watched_decode(*a, **kw):
+        threads.append("decode " + threading.current_thread().name)
+        return decode(*a, **kw)
+
+    def watched_commit(self, table):
+        threads.append("commit " + threading.current_thread().name)
+        return commit(self, table)
+
+    monkeypatch.setattr(otlp, "decode", watched_decode)
+    monkeypatch.setattr(StoreWriter, "commit", watched_commit)
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1))
+    try:
+        body = encode_spans(_spans(10, "svc", run_id="loop-run")).SerializeToString()
+        for _ in range(3):
+            r = requests.post(f"http://127.0.0.1:{run.http_port}/v1/traces", data=body,
+                              headers=PROTO, timeout=10)
+            assert r.status_code == 200
+        assert SpanStore(tmp_path).read("loop-run").num_rows == 30  # in the WAL when acked
+        assert threads == ["decode otlp-http", "commit otlp-http"] * 3
+    finally:
+        run.stop()
+
+
 def test_connection_flood_is_capped(tmp_path):
     run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, max_connections=3))
     idle = []
