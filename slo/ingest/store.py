@@ -86,10 +86,14 @@ def _seg_number(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def iter_segment(path: Path) -> Iterator[pa.RecordBatch]:
+def iter_segment(path: Path, mapped: bool = False) -> Iterator[pa.RecordBatch]:
     """Every complete record batch of a WAL segment, streamed; a torn tail (crash mid-write)
-    ends the stream. Raises FileNotFoundError if the segment is gone (compacted meanwhile)."""
-    with pa.OSFile(str(path), "rb") as f:
+    ends the stream. Raises FileNotFoundError if the segment is gone (compacted meanwhile).
+
+    `mapped`: the batches are views of the file mapped into memory instead of copies read
+    into new buffers. For closed segments only (compaction): a segment is never truncated,
+    but the mapping covers only the size the file had when it was opened."""
+    with (pa.memory_map(str(path), "r") if mapped else pa.OSFile(str(path), "rb")) as f:
         try:
             reader = ipc.open_stream(f)
             while True:
@@ -552,7 +556,7 @@ class StoreWriter:
             out: dict[str, _RunFile] = {}
             n = 0
             try:
-                for batch in iter_segment(seg):
+                for batch in iter_segment(seg, mapped=True):
                     n += batch.num_rows
                     col = batch.column("run_id")
                     runs = pc.unique(col).to_pylist()
