@@ -344,6 +344,8 @@ class _Exchange:
         self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         self.loop = asyncio.get_running_loop()
         self.head_method = b""
+        # bytes past a body read around h11 (see `_read_sized_body`): the next request's
+        self.after_body: bytes | None = None
 
     async def _event(self, deadline: float) -> Any:
         """The next h11 event, reading as needed, or _Timeout once `deadline` passes."""
@@ -377,9 +379,17 @@ class _Exchange:
                 await self._request(ev)
             finally:
                 self.server._active -= 1
-            if self.h.our_state is not h11.DONE or self.h.their_state is not h11.DONE:
+            if self.after_body is not None:  # the body was read around this h11.Connection
+                if self.h.our_state is not h11.DONE:
+                    return
+                self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+                if self.after_body:  # (to h11, no bytes means the peer closed)
+                    self.h.receive_data(self.after_body)
+                self.after_body = None
+            elif self.h.our_state is not h11.DONE or self.h.their_state is not h11.DONE:
                 return
-            self.h.start_next_cycle()
+            else:
+                self.h.start_next_cycle()
             if not self.h.trailing_data[0]:  # keep-alive: wait for the next request's bytes
                 try:
                     async with asyncio.timeout(self.cfg.keepalive_timeout_s):
@@ -443,7 +453,8 @@ class _Exchange:
             self.writer.write(self.h.send(h11.InformationalResponse(status_code=100, headers=[])))
         held = 0
         try:
-            body = await self._read_body(body_deadline, limit, as_json)
+            body = await (self._read_body(body_deadline, limit, as_json) if length is None
+                          else self._read_sized_body(body_deadline, length, as_json))
             if body is None:
                 return None
             held = len(body)
@@ -464,6 +475,73 @@ class _Exchange:
             c.unhold(held)
         return await self._send(200, otlp.success_body(decoded.rejected, decoded.message,
                                                        as_json), _ctype(as_json))
+
+    async def _read_sized_body(self, deadline: float, length: int, as_json: bool
+                               ) -> bytes | None:
+        """A Content-Length body (the size checked against the limit already), read from the
+        socket past h11, with `_read_body`'s deadline, admission and answers.
+
+        Why: h11 copies every body byte through its receive buffer twice more (append, then
+        slice and delete), about 220 us of CPU for a 145 kB export, a fifth of the HTTP side's
+        cost per request; here the bytes go from the stream to the decoder in one join. h11
+        still parses the head and frames the answer; it is left waiting for the body, so the
+        next request on the connection gets a fresh h11.Connection (`serve`), fed whatever
+        came after this body.
+        """
+        buffered = self.h.trailing_data[0]
+        parts = [buffered[:length]] if buffered else []
+        self.after_body = buffered[length:]
+        held = 0
+        try:
+            while True:
+                n = len(parts[-1]) if parts else 0
+                if n:
+                    try:
+                        self.c.hold(n, own=held)
+                    except Busy:
+                        self.c.unhold(held)
+                        got, held, parts = held + n, 0, []
+                        await self._answer(503, _UNAVAILABLE, "collector busy, retry later",
+                                           as_json, close=True, extra=_RETRY)
+                        await self._drop(deadline, length - got)
+                        return None
+                    held += n
+                if held >= length:
+                    body = parts[0] if len(parts) == 1 else b"".join(parts)
+                    held, parts = 0, []  # the caller holds len(body) from here on
+                    return body
+                remaining = deadline - self.loop.time()
+                data = b""
+                if remaining > 0:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            data = await self.reader.read(min(length - held, _READ))
+                    except TimeoutError:
+                        remaining = 0
+                if remaining <= 0:
+                    self.c.unhold(held)
+                    held, parts = 0, []
+                    await self._answer(408, _UNAVAILABLE, "request body not received within "
+                                       f"{self.cfg.body_timeout_s:g} s", as_json, close=True)
+                    return None
+                if not data:
+                    return None  # the sender went away mid-body
+                parts.append(data)
+        finally:
+            self.c.unhold(held)
+
+    async def _drop(self, deadline: float, length: int) -> None:
+        """Read and drop the `length` bytes left of a refused sized body (within 5 s), so the
+        sender sees the answer rather than a reset."""
+        if length > 4 * self.cfg.max_body:
+            return
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(max(0.0, min(deadline - self.loop.time(), 5.0))):
+                while length > 0:
+                    data = await self.reader.read(min(length, _READ))
+                    if not data:
+                        return
+                    length -= len(data)
 
     async def _read_body(self, deadline: float, limit: int, as_json: bool) -> bytes | None:
         """The whole body, each chunk counted in `Collector.hold` as it arrives; None when
