@@ -7,8 +7,8 @@ Why these choices:
 - Decoding holds the GIL, so it runs one request at a time behind a lock (OTLP/HTTP decodes
   on its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
   bytes actually held (bodies read and not yet stored, plus the one being decompressed), not by
-  requests: a slow sender holds only what it has sent, a burst of small exports all queue for
-  the decoder, and only when the memory budget is full is the answer 503 + Retry-After on HTTP
+  requests: a slow sender holds only what it has sent, a burst of small exports all wait their
+  turn for the decoder, and only when the memory budget is full is the answer 503 + Retry-After on HTTP
   (the OTLP retryable answer; the Python exporter ignores 429) or UNAVAILABLE with RetryInfo
   on gRPC. Memory stays bounded whatever the senders do; a gzip bomb stops at the size limit.
 - The HTTP side is an asyncio server with h11 (see `HttpServer`): a connection costs no
@@ -233,9 +233,11 @@ class HttpServer:
     thread could never decode while the loop runs Python anyway, and each hand-off cost two
     thread wake-ups and a GIL ping-pong between the loop and the decoder: the 4 pool threads
     spent 1.3-1.6x the CPU per span that the same decode took in one thread at the same time
-    (per-thread CPU under bench/ingest.py's stream). Meanwhile unread bodies wait in the kernel's socket buffers, which is
-    back-pressure on the senders, and the deadlines are whole-phase ones, so a decode of even
-    the largest body (about a second for 20 MiB) cuts no sender off.
+    (per-thread CPU under bench/ingest.py's stream). Meanwhile unread bodies wait in the
+    kernel's socket buffers, which is back-pressure on the senders (so a flood of large
+    exports is held to less memory than before, and answered 503 less often), and the
+    deadlines are whole-phase ones, so a decode of even the largest body (about a second for
+    20 MiB) cuts no sender off.
     """
 
     def __init__(self, collector: Collector, host: str, port: int):
