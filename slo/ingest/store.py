@@ -440,7 +440,7 @@ class StoreWriter:
         with self._lock:
             if self._writer is None:
                 self._open_segment()
-            assert self._writer is not None and self._buffer is not None
+            assert self._writer is not None and self._buffer is not None and self._file is not None
             try:
                 for table in tables:
                     self._writer.write_table(table)
@@ -454,8 +454,10 @@ class StoreWriter:
                         closing.close()
                 self._writer = self._buffer = self._file = self._seg_path = None
                 raise
+            # the segment's size as written (`Table.nbytes` walked every buffer of every
+            # column: 32 us per 512-span request, on the request path)
+            self._seg_bytes = self._file.tell()
             for table in tables:
-                self._seg_bytes += table.nbytes
                 self.spans_written += table.num_rows
             self._last_append = time.monotonic()
             if self._seg_bytes >= self.segment_bytes:

@@ -123,6 +123,24 @@ def test_compaction_reads_segments_mapped_torn_and_empty_ones_too(tmp_path, monk
     assert t.num_rows == 20 and len(set(t["span_id"].to_pylist())) == 20
 
 
+def test_a_segment_is_closed_once_its_file_reaches_segment_bytes(tmp_path):
+    """Rotation measures the segment file as written (IPC framing, padding and schema
+    included), not the tables' in-memory size."""
+    probe = StoreWriter(tmp_path / "probe", segment_bytes=1 << 30)
+    probe.append(_table("r", 50))
+    probe.append(_table("r", 50, start=50))
+    size = next((tmp_path / "probe" / "wal").glob("*.arrows")).stat().st_size
+    probe.close()
+    w = StoreWriter(tmp_path / "s", segment_bytes=size)
+    w.append(_table("r", 50))
+    w.append(_table("r", 50, start=50))  # the file reaches `size`: closed
+    w.append(_table("r", 50, start=100))  # a new segment
+    segs = sorted((tmp_path / "s" / "wal").glob("*.arrows"))
+    assert len(segs) == 2 and segs[0].stat().st_size >= size
+    assert SpanStore(tmp_path / "s").read("r").num_rows == 150
+    w.close()
+
+
 def test_reader_while_writer_writes_and_compacts(tmp_path):
     w = StoreWriter(tmp_path, segment_bytes=20_000, idle_seconds=0.0)
     stop = threading.Event()
