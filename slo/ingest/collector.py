@@ -4,10 +4,11 @@ Why these choices:
 - Every request is decoded completely before anything is stored, so a malformed request is
   answered 400 and leaves nothing behind; accepted spans are appended to the store's
   write-ahead segment before the 200 goes out, so a `kill -9` loses nothing that was acked.
-- Decoding holds the GIL, so it runs one request at a time behind a lock. Admission is by the
+- Decoding holds the GIL, so it runs one request at a time behind a lock (OTLP/HTTP decodes
+  on its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
   bytes actually held (bodies read and not yet stored, plus the one being decompressed), not by
-  requests: a slow sender holds only what it has sent, a burst of small exports all queue for
-  the decoder, and only when the memory budget is full is the answer 503 + Retry-After on HTTP
+  requests: a slow sender holds only what it has sent, a burst of small exports all wait their
+  turn for the decoder, and only when the memory budget is full is the answer 503 + Retry-After on HTTP
   (the OTLP retryable answer; the Python exporter ignores 429) or UNAVAILABLE with RetryInfo
   on gRPC. Memory stays bounded whatever the senders do; a gzip bomb stops at the size limit.
 - The HTTP side is an asyncio server with h11 (see `HttpServer`): a connection costs no
@@ -150,7 +151,7 @@ class Collector:
         after the decode lock is released (`StoreWriter.commit`), so the next request is
         decoded while this one is written, and requests decoded meanwhile share the write.
         The decompressed bytes stay counted as held until stored: at most one per thread
-        that calls this (the HTTP decode pool and the gRPC workers).
+        that calls this (the HTTP event loop and the gRPC workers).
         """
         with self._decode_lock:
             raw = otlp.decompress(body, encoding, self.config.max_body)
@@ -225,8 +226,18 @@ class HttpServer:
     the body each have a deadline for the whole phase (the OTel Collector's
     ReadHeaderTimeout/ReadTimeout), so a slow sender is cut off however it trickles; and
     admission counts the body bytes actually read and held (`Collector.hold`), so slow
-    senders hold next to nothing while a burst of small exports all get through. Decoding
-    runs on a small thread pool, one request at a time (`Collector.ingest_body`).
+    senders hold next to nothing while a burst of small exports all get through.
+
+    A body, once read, is decoded and written to the WAL on the loop's own thread
+    (`Collector.ingest_body`), not handed to a pool. Why: decoding holds the GIL, so a pool
+    thread could never decode while the loop runs Python anyway, and each hand-off cost two
+    thread wake-ups and a GIL ping-pong between the loop and the decoder: the 4 pool threads
+    spent 1.3-1.6x the CPU per span that the same decode took in one thread at the same time
+    (per-thread CPU under bench/ingest.py's stream). Meanwhile unread bodies wait in the
+    kernel's socket buffers, which is back-pressure on the senders (so a flood of large
+    exports is held to less memory than before, and answered 503 less often), and the
+    deadlines are whole-phase ones, so a decode of even the largest body (about a second for
+    20 MiB) cuts no sender off.
     """
 
     def __init__(self, collector: Collector, host: str, port: int):
@@ -237,7 +248,6 @@ class HttpServer:
         self.max_connections = min(collector.config.max_connections, _fd_budget())
         self.connections = 0
         self._active = 0  # requests between their head and their answer
-        self._pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-decode")
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: asyncio.Event | None = None
@@ -253,7 +263,6 @@ class HttpServer:
         if self._thread.is_alive() and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join(grace + 5)
-        self._pool.shutdown(wait=True)
         self.sock.close()
 
     def _run(self) -> None:
@@ -337,6 +346,8 @@ class _Exchange:
         self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         self.loop = asyncio.get_running_loop()
         self.head_method = b""
+        # bytes past a body read around h11 (see `_read_sized_body`): the next request's
+        self.after_body: bytes | None = None
 
     async def _event(self, deadline: float) -> Any:
         """The next h11 event, reading as needed, or _Timeout once `deadline` passes."""
@@ -370,9 +381,17 @@ class _Exchange:
                 await self._request(ev)
             finally:
                 self.server._active -= 1
-            if self.h.our_state is not h11.DONE or self.h.their_state is not h11.DONE:
+            if self.after_body is not None:  # the body was read around this h11.Connection
+                if self.h.our_state is not h11.DONE:
+                    return
+                self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+                if self.after_body:  # (to h11, no bytes means the peer closed)
+                    self.h.receive_data(self.after_body)
+                self.after_body = None
+            elif self.h.our_state is not h11.DONE or self.h.their_state is not h11.DONE:
                 return
-            self.h.start_next_cycle()
+            else:
+                self.h.start_next_cycle()
             if not self.h.trailing_data[0]:  # keep-alive: wait for the next request's bytes
                 try:
                     async with asyncio.timeout(self.cfg.keepalive_timeout_s):
@@ -436,14 +455,14 @@ class _Exchange:
             self.writer.write(self.h.send(h11.InformationalResponse(status_code=100, headers=[])))
         held = 0
         try:
-            body = await self._read_body(body_deadline, limit, as_json)
+            body = await (self._read_body(body_deadline, limit, as_json) if length is None
+                          else self._read_sized_body(body_deadline, length, as_json))
             if body is None:
                 return None
             held = len(body)
             try:
-                decoded = await self.loop.run_in_executor(
-                    self.server._pool, c.ingest_body, body, ctype,
-                    headers.get("content-encoding"))
+                # on this thread: see HttpServer for why there is no hand-off to a pool
+                decoded = c.ingest_body(body, ctype, headers.get("content-encoding"))
             except otlp.PayloadTooLarge as e:
                 c.count_bad()
                 return await self._answer(413, _INVALID_ARGUMENT, str(e), as_json)
@@ -458,6 +477,73 @@ class _Exchange:
             c.unhold(held)
         return await self._send(200, otlp.success_body(decoded.rejected, decoded.message,
                                                        as_json), _ctype(as_json))
+
+    async def _read_sized_body(self, deadline: float, length: int, as_json: bool
+                               ) -> bytes | None:
+        """A Content-Length body (the size checked against the limit already), read from the
+        socket past h11, with `_read_body`'s deadline, admission and answers.
+
+        Why: h11 copies every body byte through its receive buffer twice more (append, then
+        slice and delete), about 220 us of CPU for a 145 kB export, a fifth of the HTTP side's
+        cost per request; here the bytes go from the stream to the decoder in one join. h11
+        still parses the head and frames the answer; it is left waiting for the body, so the
+        next request on the connection gets a fresh h11.Connection (`serve`), fed whatever
+        came after this body.
+        """
+        buffered = self.h.trailing_data[0]
+        parts = [buffered[:length]] if buffered else []
+        self.after_body = buffered[length:]
+        held = 0
+        try:
+            while True:
+                n = len(parts[-1]) if parts else 0
+                if n:
+                    try:
+                        self.c.hold(n, own=held)
+                    except Busy:
+                        self.c.unhold(held)
+                        got, held, parts = held + n, 0, []
+                        await self._answer(503, _UNAVAILABLE, "collector busy, retry later",
+                                           as_json, close=True, extra=_RETRY)
+                        await self._drop(deadline, length - got)
+                        return None
+                    held += n
+                if held >= length:
+                    body = parts[0] if len(parts) == 1 else b"".join(parts)
+                    held, parts = 0, []  # the caller holds len(body) from here on
+                    return body
+                remaining = deadline - self.loop.time()
+                data = b""
+                if remaining > 0:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            data = await self.reader.read(min(length - held, _READ))
+                    except TimeoutError:
+                        remaining = 0
+                if remaining <= 0:
+                    self.c.unhold(held)
+                    held, parts = 0, []
+                    await self._answer(408, _UNAVAILABLE, "request body not received within "
+                                       f"{self.cfg.body_timeout_s:g} s", as_json, close=True)
+                    return None
+                if not data:
+                    return None  # the sender went away mid-body
+                parts.append(data)
+        finally:
+            self.c.unhold(held)
+
+    async def _drop(self, deadline: float, length: int) -> None:
+        """Read and drop the `length` bytes left of a refused sized body (within 5 s), so the
+        sender sees the answer rather than a reset."""
+        if length > 4 * self.cfg.max_body:
+            return
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(max(0.0, min(deadline - self.loop.time(), 5.0))):
+                while length > 0:
+                    data = await self.reader.read(min(length, _READ))
+                    if not data:
+                        return
+                    length -= len(data)
 
     async def _read_body(self, deadline: float, limit: int, as_json: bool) -> bytes | None:
         """The whole body, each chunk counted in `Collector.hold` as it arrives; None when

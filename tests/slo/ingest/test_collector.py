@@ -320,6 +320,89 @@ def test_pressure_answers_503_with_retry_after_then_recovers(tmp_path):
         run.stop()
 
 
+def test_http_bodies_are_decoded_and_stored_on_the_event_loops_thread(tmp_path, monkeypatch):
+    """No hand-off to a decode pool (two thread wake-ups and a GIL ping-pong per request),
+    and the 200 still comes only once the spans are in the WAL."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from slo.ingest import otlp
+    from slo.ingest.store import StoreWriter
+
+    threads: list[str] = []
+    decode, commit = otlp.decode, StoreWriter.commit
+
+    def watched_decode(*a, **kw):
+        threads.append("decode " + threading.current_thread().name)
+        return decode(*a, **kw)
+
+    def watched_commit(self, table):
+        threads.append("commit " + threading.current_thread().name)
+        return commit(self, table)
+
+    monkeypatch.setattr(otlp, "decode", watched_decode)
+    monkeypatch.setattr(StoreWriter, "commit", watched_commit)
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1))
+    try:
+        body = encode_spans(_spans(10, "svc", run_id="loop-run")).SerializeToString()
+        for _ in range(3):
+            r = requests.post(f"http://127.0.0.1:{run.http_port}/v1/traces", data=body,
+                              headers=PROTO, timeout=10)
+            assert r.status_code == 200
+        assert SpanStore(tmp_path).read("loop-run").num_rows == 30  # in the WAL when acked
+        assert threads == ["decode otlp-http", "commit otlp-http"] * 3
+    finally:
+        run.stop()
+
+
+def test_sized_bodies_bypass_h11_keep_alive_and_pipelining_still_work(tmp_path, monkeypatch):
+    """A Content-Length body goes from the socket to the decoder without being taken out of
+    h11's buffer piece by piece (two more copies of every byte); h11 parses only the heads.
+    A body that comes after its head, one that comes with it, and requests pipelined behind
+    a body on one connection are all answered in order, and the connection stays open."""
+    import h11
+
+    events: list[str] = []
+    next_event = h11.Connection.next_event
+
+    def watched(self):
+        ev = next_event(self)
+        events.append(type(ev).__name__)
+        return ev
+
+    monkeypatch.setattr(h11.Connection, "next_event", watched)
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    body = encode_spans(_spans(40, "svc", run_id="sized")).SerializeToString()
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1))
+    try:
+        s = socket.create_connection(("127.0.0.1", run.http_port))
+        s.settimeout(10)
+        answers = b""
+
+        def answered(n: int) -> None:
+            nonlocal answers
+            while answers.count(b"HTTP/1.1 200 ") < n:
+                data = s.recv(65536)
+                assert data, answers
+                answers += data
+
+        s.sendall(head)  # the body after its head
+        time.sleep(0.2)
+        s.sendall(body)
+        answered(1)
+        s.sendall(head + body)  # with it
+        answered(2)
+        s.sendall((head + body) * 3)  # pipelined
+        answered(5)
+        s.close()
+        assert SpanStore(tmp_path).read("sized").num_rows == 5 * 40
+        assert events.count("Request") == 5 and "Data" not in events, events
+    finally:
+        run.stop()
+
+
 def test_connection_flood_is_capped(tmp_path):
     run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, max_connections=3))
     idle = []

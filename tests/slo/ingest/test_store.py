@@ -92,6 +92,55 @@ def test_torn_tail_is_ignored_and_recovered_exactly_once(tmp_path):
     assert SpanStore(tmp_path).read("r").num_rows == 28
 
 
+def test_compaction_reads_segments_mapped_torn_and_empty_ones_too(tmp_path, monkeypatch):
+    """Compaction maps a closed segment (no copy of every batch into new buffers) and sees
+    exactly what a copying read sees: whole batches, a torn tail ignored, an empty file
+    (a segment opened, nothing written yet) empty."""
+    import pyarrow as pa
+
+    from slo.ingest import store
+
+    w = StoreWriter(tmp_path)
+    w.append(_table("r", 10))
+    w.append(_table("r", 10, start=10))
+    seg = next((tmp_path / "wal").glob("*.arrows"))
+    with open(seg, "ab") as f:
+        f.write(b"\xff\xff\xff\xff\x10\x01\x00\x00garbage")
+    empty = seg.with_name("seg-000000000099.arrows")
+    empty.touch()
+    for p in (seg, empty):
+        assert [b.num_rows for b in store.iter_segment(p, mapped=True)] == \
+            [b.num_rows for b in store.iter_segment(p)]
+    assert [b.num_rows for b in store.iter_segment(seg, mapped=True)] == [10, 10]
+    mapped: list[str] = []
+    real_map = pa.memory_map
+    monkeypatch.setattr(pa, "memory_map", lambda path, *a: mapped.append(path) or
+                        real_map(path, *a))
+    w.close()  # compacts its segment
+    StoreWriter(tmp_path).close()  # a restart compacts the leftover empty one
+    assert sorted(mapped) == sorted([str(seg), str(empty)])
+    t = SpanStore(tmp_path).read("r")
+    assert t.num_rows == 20 and len(set(t["span_id"].to_pylist())) == 20
+
+
+def test_a_segment_is_closed_once_its_file_reaches_segment_bytes(tmp_path):
+    """Rotation measures the segment file as written (IPC framing, padding and schema
+    included), not the tables' in-memory size."""
+    probe = StoreWriter(tmp_path / "probe", segment_bytes=1 << 30)
+    probe.append(_table("r", 50))
+    probe.append(_table("r", 50, start=50))
+    size = next((tmp_path / "probe" / "wal").glob("*.arrows")).stat().st_size
+    probe.close()
+    w = StoreWriter(tmp_path / "s", segment_bytes=size)
+    w.append(_table("r", 50))
+    w.append(_table("r", 50, start=50))  # the file reaches `size`: closed
+    w.append(_table("r", 50, start=100))  # a new segment
+    segs = sorted((tmp_path / "s" / "wal").glob("*.arrows"))
+    assert len(segs) == 2 and segs[0].stat().st_size >= size
+    assert SpanStore(tmp_path / "s").read("r").num_rows == 150
+    w.close()
+
+
 def test_reader_while_writer_writes_and_compacts(tmp_path):
     w = StoreWriter(tmp_path, segment_bytes=20_000, idle_seconds=0.0)
     stop = threading.Event()
