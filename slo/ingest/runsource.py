@@ -43,6 +43,24 @@ def _files(paths: Sequence[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
+def attributes_of(con: Any, relation: str, trace_ids: pa.Array | pa.ChunkedArray,
+                  span_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The attributes JSON of these spans (pairs of ids) in DuckDB `relation` (a name or a
+    parenthesized query over spans), in the order given ("{}" for a span not found)."""
+    want = pa.table({"i": pa.array(np.arange(len(trace_ids), dtype=np.int64)),
+                     "trace_id": trace_ids, "span_id": span_ids})
+    con.register("slo_wanted_spans", want)
+    try:
+        t = con.sql(
+            f"SELECT w.i, coalesce(any_value(s.attributes), '{{}}') AS attributes "
+            f"FROM slo_wanted_spans w LEFT JOIN {relation} s "
+            "ON s.trace_id = w.trace_id AND s.span_id = w.span_id "
+            "GROUP BY w.i ORDER BY w.i").to_arrow_table()
+    finally:
+        con.unregister("slo_wanted_spans")
+    return t.column("attributes").combine_chunks().cast(pa.string())
+
+
 class RunSource:
     """One or more runs of a span store, as SQL over their Parquet segments.
 
@@ -109,18 +127,7 @@ class RunSource:
                       span_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The attributes JSON of these spans (pairs of ids), in the order given ("{}" for a
         span not found)."""
-        want = pa.table({"i": pa.array(np.arange(len(trace_ids), dtype=np.int64)),
-                         "trace_id": trace_ids, "span_id": span_ids})
-        self.con.register("slo_wanted_spans", want)
-        try:
-            t = self.con.sql(
-                f"SELECT w.i, coalesce(any_value(s.attributes), '{{}}') AS attributes "
-                f"FROM slo_wanted_spans w LEFT JOIN ({self.sql}) s "
-                "ON s.trace_id = w.trace_id AND s.span_id = w.span_id "
-                "GROUP BY w.i ORDER BY w.i").to_arrow_table()
-        finally:
-            self.con.unregister("slo_wanted_spans")
-        return t.column("attributes").combine_chunks().cast(pa.string())
+        return attributes_of(self.con, f"({self.sql})", trace_ids, span_ids)
 
     def attributes_matching(self, pattern: str, any_of: Sequence[str] = ()) -> pa.Array:
         """The attributes JSON of the spans where the RE2 `pattern` matches somewhere.

@@ -267,17 +267,9 @@ class _Context:
                     ) -> pa.Array:
         if self.own_attributes:
             return pc.fill_null(self.ix.take("attributes", rows), "{}")
-        want = pa.table({"i": pa.array(np.arange(len(rows))), "trace_id": trace_ids,
-                         "span_id": span_ids})
-        self.con.register("slo_wanted", want)
-        try:
-            got = self.con.sql(
-                "SELECT w.i, any_value(s.attributes) AS attributes FROM slo_wanted w "
-                "LEFT JOIN spans s ON s.trace_id = w.trace_id AND s.span_id = w.span_id "
-                "GROUP BY w.i ORDER BY w.i").to_arrow_table()
-        finally:
-            self.con.unregister("slo_wanted")
-        return pc.fill_null(got.column("attributes").combine_chunks().cast(pa.string()), "{}")
+        from slo.ingest.runsource import attributes_of
+
+        return attributes_of(self.con, "spans", trace_ids, span_ids)
 
     def register_rows(self, name: str, ids: np.ndarray | Sequence[int]) -> str:
         """`rows(ids)` as a temp table `name` (kept for the connection's life)."""

@@ -51,11 +51,8 @@ class SpanFrame:
     statements: list[str]
     #: the distinct trace ids by `tid` (sorted)
     trace_ids: pa.Array
-    #: `table`'s tid, sh (-1 for none) and k, and its service names
-    tid: np.ndarray
+    #: `table`'s sh as numpy (-1 for none)
     sh: np.ndarray
-    k: np.ndarray
-    service: pa.DictionaryArray
 
     def statement_spans(self, nid_of: np.ndarray) -> pa.Table:
         """The spans that ran a statement: `m`'s tid, id, pid, service, start_ns, end_ns and
@@ -162,19 +159,17 @@ def span_frame(ix: RunIndex) -> SpanFrame:
     # row is given it)
     sh = np.where(blank[stmt_codes], -1, stmt_codes).astype(np.int32)
     tid, trace_ids = _traces(ix)
-    k = _tie_keys(ix, tid)
-    service = _dictionary(ix, "service")
     table = _batched({
         "tid": pa.array(tid, pa.int32()),
         "id": pa.array(np.arange(n, dtype=pid.dtype)),
         "pid": pa.array(pid, mask=pid < 0),
-        "service": service,
+        "service": _dictionary(ix, "service"),
         "name": _dictionary(ix, "name"),
         "kind": _dictionary(ix, "kind"),
         "start_ns": start,
         "end_ns": end,
         "is_db": pa.array(named[sys_codes], pa.bool_()),
         "sh": pa.array(sh, mask=sh < 0),
-        "k": pa.array(k, pa.uint64()),
+        "k": pa.array(_tie_keys(ix, tid), pa.uint64()),
     })
-    return SpanFrame(ix, table, pid, orphan, list(raw), trace_ids, tid, sh, k, service)
+    return SpanFrame(ix, table, pid, orphan, list(raw), trace_ids, sh)
