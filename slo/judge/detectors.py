@@ -159,10 +159,10 @@ class _Context:
         self.con = con.cursor() if con is not None else connect()
         if frame is None:
             core = spans
-            lacking = [c for c in _NEEDED if c != "attributes" and c not in spans.column_names]
-            if lacking:  # only the row count was given: the columns come from the files
-                core = self.con.sql(f"SELECT {', '.join(_NEEDED[:-1])} FROM ({sql})"
-                                    ).to_arrow_table()
+            names = [c for c in _NEEDED if c != "attributes"]
+            if any(c not in spans.column_names for c in names):
+                # only the row count was given: the columns come from the files
+                core = self.con.sql(f"SELECT {', '.join(names)} FROM ({sql})").to_arrow_table()
             frame = span_frame(RunIndex(core))
         self.frame = frame
         self.ix = frame.ix

@@ -61,14 +61,20 @@ def test_unknown_run_and_missing_store_are_source_errors(tmp_path):
     w.close()
 
 
-def test_torn_tail_is_ignored_and_recovered_exactly_once(tmp_path):
+def _torn_segment(tmp_path):
+    """A writer whose WAL segment holds 20 spans of run "r" and then a partial third batch,
+    as a kill -9 mid-write leaves it: (writer, segment)."""
     w = StoreWriter(tmp_path)
     w.append(_table("r", 10))
     w.append(_table("r", 10, start=10))
     seg = next((tmp_path / "wal").glob("*.arrows"))
-    # simulate kill -9 mid-write: a partial third batch at the end
     with open(seg, "ab") as f:
         f.write(b"\xff\xff\xff\xff\x10\x01\x00\x00garbage")
+    return w, seg
+
+
+def test_torn_tail_is_ignored_and_recovered_exactly_once(tmp_path):
+    w, seg = _torn_segment(tmp_path)
     assert SpanStore(tmp_path).read("r").num_rows == 20
     with pytest.raises(SourceError, match="already being written"):
         StoreWriter(tmp_path)  # one writer per store
@@ -100,12 +106,7 @@ def test_compaction_reads_segments_mapped_torn_and_empty_ones_too(tmp_path, monk
 
     from slo.ingest import store
 
-    w = StoreWriter(tmp_path)
-    w.append(_table("r", 10))
-    w.append(_table("r", 10, start=10))
-    seg = next((tmp_path / "wal").glob("*.arrows"))
-    with open(seg, "ab") as f:
-        f.write(b"\xff\xff\xff\xff\x10\x01\x00\x00garbage")
+    w, seg = _torn_segment(tmp_path)
     empty = seg.with_name("seg-000000000099.arrows")
     empty.touch()
     for p in (seg, empty):
