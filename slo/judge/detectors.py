@@ -253,13 +253,10 @@ class _Context:
         their trace_id, span_id and attributes JSON ("{}" where none)."""
         rows = np.asarray(ids, np.int64)
         f = self.frame.table
-        cols: dict[str, Any] = {c: take_rows(f.column(c), rows)
-                                for c in ("tid", "id", "pid", "is_db", "sh", "k")}
+        cols: dict[str, Any] = {c: take_rows(f.column(c), rows) for c in (
+            "tid", "id", "pid", "is_db", "sh", "k", "start_ns", "end_ns")}  # (times: no nulls)
         for c in ("service", "name", "kind", "trace_id", "span_id", "parent_span_id"):
             cols[c] = pc.fill_null(self.ix.take(c, rows), "")
-        start = pc.fill_null(self.ix.take("start_ns", rows), 0)
-        cols["start_ns"] = start
-        cols["end_ns"] = pc.coalesce(self.ix.take("end_ns", rows), start)
         cols["attributes"] = self._attributes(rows, cols["trace_id"], cols["span_id"])
         return pa.table(cols)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo.judge.tree import RunIndex, hex64
+from slo.judge.tree import RunIndex, hex64, trace_mix
 
 BATCH_ROWS = 1 << 17
 
@@ -100,13 +100,14 @@ def _parents(ix: RunIndex) -> tuple[np.ndarray, np.ndarray]:
     if len(lost):
         # RunIndex leaves a span that names itself as its parent without one (a tree walk
         # would never end); for grouping, it is its own parent, as a join on the ids says
-        own = np.asarray(pc.equal(ix.take("span_id", lost), ix.take("parent_span_id", lost))
+        named = ix.take("parent_span_id", lost)
+        own = np.asarray(pc.equal(ix.take("span_id", lost), named)
                          .fill_null(False).to_numpy(zero_copy_only=False), bool)
         pid[lost[own]] = lost[own]
-        lost = lost[~own]
+        lost, named = lost[~own], named.filter(pa.array(~own))
     if len(lost):
         orphan[lost] = True
-        parent_codes = (ix.take("parent_span_id", lost).dictionary_encode().indices
+        parent_codes = (named.dictionary_encode().indices
                         .to_numpy(zero_copy_only=False).astype(np.int64))
         pair = ix.trace_codes[lost].astype(np.int64) * (int(parent_codes.max()) + 1) + parent_codes
         _, missing = np.unique(pair, return_inverse=True)
@@ -128,7 +129,8 @@ def _tie_keys(ix: RunIndex, tid: np.ndarray) -> np.ndarray:
     them); span ids that are not 16 hex digits are ranked by (trace, span id) instead."""
     sid = hex64(ix.column("span_id"))
     if sid is not None:
-        return sid ^ ((tid.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15))
+        sid ^= trace_mix(tid)
+        return sid
     pairs = pa.table({"t": pa.array(tid), "s": pc.fill_null(ix.column("span_id"), "")})
     order = pc.sort_indices(pairs, sort_keys=[("t", "ascending"), ("s", "ascending")])
     keys = np.empty(ix.n, np.uint64)

@@ -205,9 +205,7 @@ class RunIndex:
         row_bits = np.uint64((1 << max(n.bit_length(), 1)) - 1)
         high = ~row_bits
         # (temporaries freed as soon as they are used: at 10M spans each one is 80 MB)
-        mix = code.astype(np.uint64)
-        mix += np.uint64(1)
-        mix *= np.uint64(0x9E3779B97F4A7C15)
+        mix = trace_mix(code)
         keys = sid ^ mix  # in place from here on: no temporaries of the run's size
         keys &= high
         keys |= np.arange(n, dtype=np.uint64)
@@ -507,6 +505,16 @@ def index_for(spans: pa.Table, source: Any = None) -> RunIndex:
     ix = RunIndex(spans, source)
     _LAST = (weakref.ref(spans), ix)
     return ix
+
+
+def trace_mix(codes: np.ndarray) -> np.ndarray:
+    """What a span id is mixed with to key it within its trace (`codes`: the trace's code per
+    span): (code + 1) times an odd constant, a bijection of the code, so (trace, span id)
+    pairs never share a key, whatever the ids look like."""
+    mix = codes.astype(np.uint64)
+    mix += np.uint64(1)
+    mix *= np.uint64(0x9E3779B97F4A7C15)
+    return mix
 
 
 def take_rows(col: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
