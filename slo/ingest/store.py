@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ import pyarrow.parquet as pq
 from slo.errors import SourceError
 from slo.ingest import runmeta
 from slo.ingest.runmeta import run_dir_name as run_dir_name  # re-exported
+from slo.ingest.spanids import ID_COLUMNS, hex16, packed
 from slo.ingest.spans import SCHEMA
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
 #: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through
 _WAL_BUFFER = 1 << 20
+#: files a read decodes at once, each in a thread of its own (`_read_parquet` reads one file
+#: single-threaded; Arrow decodes without the GIL): 10M spans read in 2.4-2.7 s, not 4.1
+_READERS = min(4, os.cpu_count() or 1)
 _RUN_STAT_COLUMNS = ["run_id", "trace_id", "start_ns", "end_ns"]
 #: String columns with few distinct values (Parquet stores them as dictionaries; a trace's
 #: spans share its id): what `SpanStore.read(dictionary=...)` may keep encoded. Not the span
@@ -107,6 +112,43 @@ def iter_segment(path: Path, mapped: bool = False) -> Iterator[pa.RecordBatch]:
             return  # empty file, torn schema or torn last batch: keep what is complete
 
 
+def _combinable(field: pa.Field) -> bool:
+    """Whether `SpanStore.read(contiguous=True)` puts this column in one chunk: fixed-width
+    and dictionary-encoded ones. Plain strings stay chunked: one chunk of a 100M-span run's
+    ids would pass the 2 GiB that 32-bit string offsets address."""
+    return bool(pa.types.is_dictionary(field.type) or pa.types.is_primitive(field.type))
+
+
+def _pack(t: pa.Table) -> pa.Table:
+    """`t` with its id columns packed as uint64 where every id allows it (`spanids.packed`)."""
+    for name in ID_COLUMNS:
+        if name in t.column_names:
+            ids = packed(t.column(name))
+            if ids is not None:
+                t = t.set_column(t.column_names.index(name), name, ids)
+    return t
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The tables as one of `schema`, except that id columns packed in every table stay
+    packed; where some file's ids could not be packed, the others' are strings again."""
+    fields = []
+    for f in schema:
+        if f.name in ID_COLUMNS and all(pa.types.is_uint64(t.schema.field(f.name).type)
+                                        for t in tables):
+            f = pa.field(f.name, pa.uint64())
+        fields.append(f)
+    want = pa.schema(fields)
+    out = []
+    for t in tables:
+        for name in ID_COLUMNS:
+            if (name in t.column_names and pa.types.is_uint64(t.schema.field(name).type)
+                    and not pa.types.is_uint64(want.field(name).type)):
+                t = t.set_column(t.column_names.index(name), name, hex16(t.column(name)))
+        out.append(t.cast(want))
+    return pa.concat_tables(out)
+
+
 def read_segment(path: Path, columns: list[str] | None = None) -> pa.Table:
     """A WAL segment as a table (see `iter_segment`)."""
     if not path.exists():
@@ -156,10 +198,11 @@ class SpanStore:
             )
 
     def _load(self, run_ids: set[str] | None, columns: list[str] | None,
-              dictionary: Sequence[str] = ()) -> pa.Table:
+              dictionary: Sequence[str] = (), packed_ids: bool = False) -> pa.Table:
         """Spans of the given runs (None: all) from Parquet and live WAL segments, no duplicates.
 
-        `dictionary`: string columns to keep dictionary-encoded (see `read`)."""
+        `dictionary`: string columns to keep dictionary-encoded; `packed_ids`: ids as uint64,
+        a file at a time, so the run's id strings are never all held (see `read`)."""
         for _attempt in range(20):
             wal = sorted(self.wal_dir.glob("seg-*.arrows")) if self.wal_dir.is_dir() else []
             wal_segs = {_seg_number(p) for p in wal}
@@ -181,19 +224,27 @@ class SpanStore:
                     t = read_segment(p, columns)
                     if run_ids is not None and t.num_rows:
                         t = t.filter(pc.is_in(t["run_id"], pa.array(sorted(run_ids), pa.string())))
-                    tables.append(t)
+                    tables.append(_pack(t) if packed_ids else t)
             except FileNotFoundError:
                 continue  # compacted while we listed: its Parquet is complete now, list again
+            def one(p: Path, whole: pa.Schema = whole) -> pa.Table:
+                try:
+                    t = _read_parquet(p, columns, whole, dictionary)
+                except FileNotFoundError:
+                    raise
+                except (pa.ArrowException, OSError) as e:
+                    raise SourceError(f"unreadable span store file {p}: {e}") from None
+                return _pack(t) if packed_ids else t
+
             try:
-                for p in parquet:
-                    tables.append(_read_parquet(p, columns, whole, dictionary))
+                # a file per thread (Arrow decodes without the GIL), in order
+                with ThreadPoolExecutor(_READERS) as pool:
+                    tables += pool.map(one, parquet)
             except FileNotFoundError:
                 continue
-            except (pa.ArrowException, OSError) as e:
-                raise SourceError(f"unreadable span store file {p}: {e}") from None
             if not tables:
                 return schema.empty_table()
-            return pa.concat_tables([t.cast(schema) for t in tables])
+            return _concat(tables, schema)
         raise SourceError(f"span store {self.path} kept changing while being read; try again")
 
     def runs(self) -> list[RunInfo]:
@@ -233,6 +284,8 @@ class SpanStore:
         adopt: bool = True,
         columns: list[str] | None = None,
         dictionary: Sequence[str] = (),
+        contiguous: bool = False,
+        packed_ids: bool = False,
     ) -> pa.Table:
         """Spans of the runs (None: the latest run) that start inside [start_ns, end_ns).
 
@@ -243,6 +296,12 @@ class SpanStore:
         `dictionary`: string columns (of few distinct values: `DICTIONARY_COLUMNS`) returned
         dictionary-encoded, as Parquet already stores them: a 10M-span run then holds a
         4-byte code per span for each, not the strings (`slo check` reads so).
+        `contiguous`: each fixed-width and dictionary column in one chunk (one dictionary).
+        A read is a chunk per file (hundreds at 10M spans) and numpy needs one buffer: each
+        `to_numpy` of a chunked column copies it, so the check held every code and time
+        column twice (10M spans: about 0.4 GiB).
+        `packed_ids`: span_id and parent_span_id as uint64 (null: no parent) when every id
+        is 16 hex digits (`slo.ingest.spanids.packed`), not strings: 8 bytes an id, not 20.
         """
         bad = [c for c in dictionary if c not in DICTIONARY_COLUMNS]
         if bad:
@@ -264,7 +323,7 @@ class SpanStore:
             wanted = {latest}
         else:
             wanted = {run_ids} if isinstance(run_ids, str) else set(run_ids)
-        t = self._load(wanted, load, dictionary)
+        t = self._load(wanted, load, dictionary, packed_ids)
         unknown = sorted(wanted - set(pc.unique(t["run_id"]).to_pylist()))
         if unknown:
             runs = self.runs()
@@ -274,12 +333,21 @@ class SpanStore:
                 f"(known runs: {names})"
             )
         if adopt and UNLABELLED not in wanted:
-            t = self._adopt_unlabelled(t, load, dictionary)
+            t = self._adopt_unlabelled(t, load, dictionary, packed_ids)
         if start_ns is not None:
             t = t.filter(pc.greater_equal(t["start_ns"], start_ns))
         if end_ns is not None:
             t = t.filter(pc.less(t["start_ns"], end_ns))
-        return t if columns is None else t.select(columns)
+        if columns is not None:
+            t = t.select(columns)
+        for i, field in enumerate(t.schema if contiguous else ()):
+            if t.column(i).num_chunks > 1 and _combinable(field):
+                # `t` is the only reference: each column's chunks go as its copy comes, so
+                # the memory held grows by one column, not by the table
+                t = t.set_column(i, field, pa.chunked_array([t.column(i).combine_chunks()]))
+                # (the freed chunks are small: malloc keeps them unless asked to trim)
+                pa.default_memory_pool().release_unused()
+        return t
 
     def source(
         self,
@@ -311,7 +379,8 @@ class SpanStore:
         return RunSource(own, orphans, start_ns=start_ns, end_ns=end_ns)
 
     def _adopt_unlabelled(self, t: pa.Table, columns: list[str] | None = None,
-                          dictionary: Sequence[str] = ()) -> pa.Table:
+                          dictionary: Sequence[str] = (), packed_ids: bool = False
+                          ) -> pa.Table:
         """Add the unlabelled spans whose trace belongs to a run in `t`, relabelled to that run.
 
         A span belongs to the run of its trace: the load generator's client span (and any
@@ -322,7 +391,7 @@ class SpanStore:
         """
         if not t.num_rows:
             return t
-        orphans = self._load({UNLABELLED}, columns, dictionary)
+        orphans = self._load({UNLABELLED}, columns, dictionary, packed_ids)
         if not orphans.num_rows:
             return t
         by = t.select(["trace_id", "run_id"])
@@ -337,7 +406,7 @@ class SpanStore:
         adopted = orphans.filter(keep)
         runs = pc.take(traces["run_id_min"], idx.filter(keep))
         adopted = adopted.set_column(adopted.schema.get_field_index("run_id"), "run_id", runs)
-        return pa.concat_tables([t, adopted.cast(t.schema)])
+        return _concat([t, adopted], t.schema)
 
     def sql(self, query: str, run_ids: str | list[str] | None = None) -> pa.Table:
         """DuckDB SQL over the spans (as table `spans`) of the given runs, as an Arrow table."""

@@ -28,14 +28,12 @@ class Exemplars:
     def __init__(self, ix: RunIndex):
         self.ix = ix
         self.needed: set[str] = set()
-        self._trace_ids = ix.column("trace_id")
-        self._span_ids = ix.column("span_id")
 
     def point(self, r: Result, row: int) -> Result:
         """Make span-table row `row` the exemplar of `r`: its trace, and its span in it."""
         r.exemplar_row = int(row)
-        r.trace_id = str(self._trace_ids[int(row)].as_py())
-        r.span_id = str(self._span_ids[int(row)].as_py())
+        ids = self.ix.rows(np.array([row]), ["trace_id", "span_id"])[0]
+        r.trace_id, r.span_id = str(ids["trace_id"]), str(ids["span_id"])
         self.needed.add(r.trace_id)
         return r
 

@@ -17,12 +17,14 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slo.ingest.spanids import ID_COLUMNS, hex16
+from slo.ingest.spanids import hex64 as hex64  # re-exported
 from slo.ingest.spans import STATUS_ERROR, SYNONYMS
 from slo.judge import sqlnorm
 
@@ -67,8 +69,9 @@ class RunIndex:
 
     @cached_property
     def duration_ms(self) -> np.ndarray:
-        end = self.column("end_ns").to_numpy()
-        return (end - self.start_ns).astype(np.float64) / 1e6
+        ms = (self.column("end_ns").to_numpy() - self.start_ns).astype(np.float64)
+        ms /= 1e6  # (in place: at 10M spans each temporary is 80 MB)
+        return ms
 
     @cached_property
     def is_error(self) -> np.ndarray:
@@ -101,14 +104,15 @@ class RunIndex:
         """(code per row, distinct trace ids): a trace_id column read dictionary-encoded keeps
         its codes (ids no row uses are dropped); plain strings are encoded here once."""
         col = self.column("trace_id")
+        if col.null_count and pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())  # (never written so: ids are "" when missing)
         if not pa.types.is_dictionary(col.type):
             enc = col.combine_chunks().fill_null("").dictionary_encode()
             return (enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
                     enc.dictionary)
         col = col.unify_dictionaries()
         values = col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
-        parts = [c.indices.to_numpy(zero_copy_only=False) for c in col.chunks]
-        idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
+        idx = _indices(col)
         used = np.bincount(idx, minlength=len(values)) > 0
         if not used.all():
             remap = np.full(len(values), -1, np.int32)
@@ -160,7 +164,10 @@ class RunIndex:
         if name == "trace_id" and self.n:
             idx, values = self._trace_dictionary
             return values.take(pa.array(idx[rows]))
-        return take_rows(self.column(name), rows)
+        col = self.column(name)
+        if name in ID_COLUMNS and pa.types.is_uint64(col.type):  # read packed
+            return hex16(take_rows(col, rows))
+        return take_rows(col, rows)
 
     def match(self, name: str, predicate: Callable[[Any], bool]) -> np.ndarray:
         """Boolean mask of rows whose `name` column satisfies `predicate` (per distinct value)."""
@@ -177,7 +184,11 @@ class RunIndex:
         """Spans that name a parent (a non-empty parent span id)."""
         if self.n == 0:
             return np.zeros(0, bool)
-        named = pc.not_equal(pc.fill_null(self.column("parent_span_id"), ""), "")
+        col = self.column("parent_span_id")
+        if pa.types.is_uint64(col.type):  # read packed: no parent is null
+            named = col.is_valid()
+        else:
+            named = pc.not_equal(pc.fill_null(col, ""), "")
         return named.to_numpy(zero_copy_only=False).astype(bool)
 
     @cached_property
@@ -547,15 +558,27 @@ def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     values no row uses dropped (a Parquet dictionary covers a whole file), nulls -1."""
     col = col.unify_dictionaries()
     values = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
-    parts = [c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in col.chunks]
-    idx = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
+    idx = _indices(col)
     # the codes in order of first appearance: Arrow's hash table keeps insertion order
     # (np.minimum.at over every row did the same at 0.3 s per column of 10M spans)
     order = pc.unique(pa.array(idx)).to_numpy(zero_copy_only=False)
     order = order[order >= 0]  # -1: nulls
+    if len(order) == len(values) and (order == np.arange(len(order))).all():
+        return idx, values  # (a store read's dictionary is in that order already: no copy)
     remap = np.full(len(values) + 1, -1, np.int32)
     remap[order] = np.arange(len(order), dtype=np.int32)
     return remap[idx], [values[i] for i in order]
+
+
+def _indices(col: pa.ChunkedArray) -> np.ndarray:
+    """The int32 codes of a dictionary column whose chunks share one dictionary, nulls -1:
+    of a column in one chunk without nulls (`slo.ingest.store.contiguous`), its own buffer."""
+    parts = [(c.indices.fill_null(-1) if c.null_count else c.indices)
+             .to_numpy(zero_copy_only=False) for c in col.chunks]
+    if not parts:
+        return np.zeros(0, np.int32)
+    idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return idx.astype(np.int32, copy=False)
 
 
 def _attrs_match(raw: str, want: dict[str, str]) -> bool:
@@ -575,25 +598,3 @@ def _attrs_match(raw: str, want: dict[str, str]) -> bool:
 
 
 
-def hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """16-hex-digit ids as uint64 ("" -> 0); None if any value is not 16 hex digits."""
-    if isinstance(col, pa.ChunkedArray):
-        parts = [hex64(c) for c in col.chunks]
-        if any(p is None for p in parts):
-            return None
-        return np.concatenate(cast(list[np.ndarray], parts)) if parts else np.zeros(0, np.uint64)
-    if col.null_count:
-        col = col.fill_null("")
-    padded = pc.utf8_rpad(col, 16, "0").cast(pa.string())
-    offsets = np.frombuffer(padded.buffers()[1], np.int32)[padded.offset:
-                                                          padded.offset + len(padded) + 1]
-    if len(padded) == 0:
-        return np.zeros(0, np.uint64)
-    if offsets[-1] - offsets[0] != 16 * len(padded):
-        return None
-    raw = memoryview(padded.buffers()[2])[offsets[0]:offsets[-1]]
-    try:
-        decoded = bytes.fromhex(bytes(raw).decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return np.frombuffer(decoded, ">u8").astype(np.uint64)

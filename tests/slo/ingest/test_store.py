@@ -346,3 +346,17 @@ def test_dictionary_columns_read_as_stored_and_older_files_read_too(tmp_path):
     again = s.read("r", dictionary=DICTIONARY_COLUMNS)
     assert again["http_route"].null_count == 6
     assert again["name"].to_pylist() == coded["name"].to_pylist()
+
+
+def test_a_corrupt_parquet_file_is_named_in_one_line(tmp_path):
+    """Files are decoded a few at a time in threads: a bad one still fails the read with its
+    path, not a traceback from a worker."""
+    for k in range(3):  # a file each
+        w = StoreWriter(tmp_path)
+        w.append(_table("r", 5, start=10 * k))
+        w.close()
+    files = sorted((tmp_path / "runs" / "run=r").glob("seg-*.parquet"))
+    assert len(files) == 3
+    files[1].write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")
+    with pytest.raises(SourceError, match=f"unreadable span store file {files[1]}: "):
+        SpanStore(tmp_path).read("r", columns=["name"])
