@@ -155,7 +155,7 @@ def breakdown(d: Path) -> list[tuple[str, float, float]]:
               lambda: check.run_check(spec, spans, baseline, source=source))
     finally:
         check.run_detectors = real
-    report = timed("check with detectors (overlapped)",
+    report = timed("check with detectors (after them)",
                    lambda: check.run_check(spec, spans, baseline, source=source))
     timed("reports incl. HTML (slo.report.writers)", lambda: write_reports(report, d / "reports-bd"))
     return out
