@@ -49,20 +49,16 @@ def otlp_sink() -> Any:
 
 def record(db: str, requests: int) -> tuple[list, float, float]:
     """The spans of `requests` product look-ups, and CPU s per request traced and untraced."""
-    from opentelemetry.processor.baggage import BaggageSpanProcessor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import NoOpTracerProvider
 
     from sut.app import create_app
-    from sut.telemetry import baggage_keys
+    from sut.telemetry import make_tracer_provider
 
     os.environ["SUT_DB"] = db
     memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "product-service"}))
-    provider.add_span_processor(BaggageSpanProcessor(baggage_keys))
+    provider = make_tracer_provider("product-service", export=False)  # the SUT's resource, baggage
     provider.add_span_processor(SimpleSpanProcessor(memory))
     cpu = {}
     for label, tp in (("untraced", NoOpTracerProvider()), ("traced", provider)):
