@@ -135,7 +135,7 @@ def serve(sock: socket.socket, store: str, run_id: str, max_body: int, segment_b
                 reply = {"error": "too_large", "text": str(e)}
             except PayloadError as e:
                 reply = {"error": "payload", "text": str(e)}
-            except Exception as e:  # the WAL write failed: nothing of this may be acked
+            except Exception as e:  # noqa: BLE001 - a failed WAL write: nothing of it may be acked
                 reply = {"error": "store", "text": f"{type(e).__name__}: {e}"}
             _send(sock, reply)
     finally:
