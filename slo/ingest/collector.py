@@ -6,8 +6,9 @@ Why these choices:
   write-ahead segment before the 200 goes out, so a `kill -9` loses nothing that was acked.
 - Decoding holds the GIL, so under load it runs in decoder processes (`slo.ingest.decoders`:
   each decodes a body and appends its spans to a WAL segment of its own before it answers),
-  one per core by default, started once the stream is worth it (`decoders_after_spans`);
-  until then, or with `--decoders 0`, one request at a time behind a lock in this process
+  one per core by default, started once decoding keeps this process's own core busy
+  (`decoders_when_busy`: a gate's or a test's trickle never pays for them); until then, or
+  with `--decoders 0`, one request at a time behind a lock in this process
   (OTLP/HTTP on its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
   bytes actually held (bodies read and not yet stored, plus the one being decompressed), not by
   requests: a slow sender holds only what it has sent, a burst of small exports all wait their
@@ -72,7 +73,8 @@ class CollectorConfig:
     write_timeout_s: float = 10.0  # an answer must be taken by the peer within this
     grpc_workers: int = 8
     decoders: int = -1  # decoder processes (-1: one per core, at most 4; 0: decode in-process)
-    decoders_after_spans: int = 20_000  # started once this many spans were stored in-process
+    # ... started once in-process decoding took this share of a 0.25 s window (0: at once)
+    decoders_when_busy: float = 0.5
     segment_bytes: int = 32 * 1024 * 1024
     idle_seconds: float = 2.0
 
@@ -113,17 +115,26 @@ class Collector:
             segment_bytes=config.segment_bytes, idle_seconds=config.idle_seconds,
             lock_fd=self.writer.lock_fd) if size > 0 else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._window = time.monotonic()  # busy time of in-process decoding since then
+        self._busy = 0.0
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """The HTTP server's loop, where the decoder processes are driven from."""
         self._loop = loop
-        if self.pool is not None and self.config.decoders_after_spans <= 0:
+        if self.pool is not None and self.config.decoders_when_busy <= 0:
             self.pool.start(loop)
 
-    def _maybe_start_pool(self) -> None:
-        if (self.pool is not None and not self.pool.started and self._loop is not None
-                and self.stats.spans >= self.config.decoders_after_spans):
-            self._loop.call_soon_threadsafe(self.pool.start, self._loop)
+    def _decoded_locally(self, seconds: float) -> None:
+        """Count `seconds` of in-process decoding; start the decoder processes once it took
+        `decoders_when_busy` of a window of at least 0.25 s."""
+        if self.pool is None or self.pool.started or self._loop is None:
+            return
+        self._busy += seconds
+        now = time.monotonic()
+        if now - self._window >= 0.25:
+            if self._busy >= self.config.decoders_when_busy * (now - self._window):
+                self._loop.call_soon_threadsafe(self.pool.start, self._loop)
+            self._window, self._busy = now, 0.0
 
     # -------------------------------------------------------------- admission
     def hold(self, nbytes: int, expect: int = 0, own: int = 0) -> None:
@@ -223,6 +234,7 @@ class Collector:
         that calls this (the HTTP event loop and the gRPC workers).
         """
         with self._decode_lock:
+            began = time.perf_counter()
             raw = otlp.decompress(body, encoding, self.config.max_body)
             inflated = len(raw) if raw is not body else 0
             with self._admit_lock:  # bounded by the callers' thread count, never refused
@@ -232,6 +244,8 @@ class Collector:
             except BaseException:
                 self.unhold(inflated)
                 raise
+            finally:
+                self._decoded_locally(time.perf_counter() - began)
         try:
             self._store(decoded)
         finally:
@@ -239,7 +253,6 @@ class Collector:
         if self.forwarder is not None and decoded.spans:
             self.forwarder.submit(raw, "application/json" if otlp.is_json(content_type)
                                   else "application/x-protobuf")
-        self._maybe_start_pool()
         return Ingested(decoded.spans, decoded.rejected, decoded.message)
 
     def _store(self, decoded: otlp.Decoded) -> None:

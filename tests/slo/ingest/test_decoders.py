@@ -7,6 +7,7 @@ import gzip
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import requests
@@ -37,16 +38,21 @@ def _alive(pid: int) -> bool:
 
 
 def _start(tmp_path: Path, **kw):
-    run = start(CollectorConfig(store=str(tmp_path), port=0, decoders_after_spans=0, **kw))
+    run = start(CollectorConfig(store=str(tmp_path), port=0, decoders_when_busy=0, **kw))
     assert run.collector.pool is not None
     _wait_for(lambda: len([1 for _ in run.collector.pool.pids()]) == run.collector.pool.size
               and run.collector.pool.ready, timeout=30)
     return run
 
 
+_MADE: dict[tuple[int, str], bytes] = {}
+
+
 def _request(n: int, run_id: str, first: int = 0) -> trace_service_pb2.ExportTraceServiceRequest:
     """n spans with span ids first+1 .. first+n (so what was acked can be checked)."""
-    req = encode_spans(_spans(n, "dec", run_id=run_id))
+    if (n, run_id) not in _MADE:  # (the SDK makes spans slower than the collector takes them)
+        _MADE[n, run_id] = encode_spans(_spans(n, "dec", run_id=run_id)).SerializeToString()
+    req = trace_service_pb2.ExportTraceServiceRequest.FromString(_MADE[n, run_id])
     for k, s in enumerate(req.resource_spans[0].scope_spans[0].spans):
         s.span_id = (first + k + 1).to_bytes(8, "big")
     return req
@@ -150,24 +156,41 @@ def _open_by_a_decoder(run, path: Path) -> bool:
 
 
 def test_killing_the_collector_kills_its_decoders_and_a_restart_loses_nothing(tmp_path):
+    """A stream that keeps the collector's core busy starts its decoder processes by itself;
+    a kill -9 of the collector takes them down too, and a restart has every acked span."""
     c = Collector(tmp_path, "--run-id", "k9d", "--decoders", "2")
     acked: set[int] = set()
-    try:
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender(n: int) -> None:
         s = requests.Session()
         j = 0
-        while len(_children(c.proc.pid)) < 2 or len(acked) < 30_000:
-            first = j << 10
-            r = s.post(c.url, data=_request(500, "k9d", first).SerializeToString(),
-                       headers=PROTO, timeout=10)
-            assert r.status_code == 200
-            acked.update(range(first + 1, first + 501))
+        while not stop.is_set():
+            first = (n << 40) | (j << 10)
+            try:
+                r = s.post(c.url, data=_request(500, "k9d", first).SerializeToString(),
+                           headers=PROTO, timeout=10)
+            except requests.RequestException:
+                return
+            if r.status_code == 200:
+                with lock:
+                    acked.update(range(first + 1, first + 501))
             j += 1
-            assert j < 2000, "no decoder process started"
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        _wait_for(lambda: len(_children(c.proc.pid)) == 2 and len(acked) >= 30_000, timeout=60)
         decoders = _children(c.proc.pid)
         os.kill(c.proc.pid, signal.SIGKILL)
         c.proc.wait(10)
         _wait_for(lambda: not any(_alive(p) for p in decoders), timeout=10)
     finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
         c.stop()
     c2 = Collector(tmp_path, "--run-id", "k9d")  # takes the store: no decoder holds it
     try:
@@ -177,6 +200,25 @@ def test_killing_the_collector_kills_its_decoders_and_a_restart_loses_nothing(tm
         assert not list((tmp_path / "wal").glob("seg-*"))
     finally:
         assert c2.stop() == 0
+
+
+def test_a_trickle_starts_no_decoder_process(tmp_path):
+    """Decoder processes cost memory and a start-up: a collector that decodes now and then
+    (a test's spans, a gate's batches) decodes in its own process."""
+    run = start(CollectorConfig(store=str(tmp_path), port=0, grpc_port=-1, decoders=2))
+    try:
+        url = f"http://127.0.0.1:{run.http_port}/v1/traces"
+        body = _request(100, "tr").SerializeToString()
+        for _ in range(15):
+            assert requests.post(url, data=body, headers=PROTO, timeout=10).status_code == 200
+            time.sleep(0.05)
+        assert run.collector.pool is not None and not run.collector.pool.started
+        assert not _children(os.getpid()) or all(
+            "slo.ingest.decoders" not in Path(f"/proc/{p}/cmdline").read_text()
+            for p in _children(os.getpid()))
+    finally:
+        run.stop()
+    assert SpanStore(tmp_path).read("tr").num_rows == 1500
 
 
 def test_back_pressure_503_while_decoders_are_behind_then_everything_is_stored(tmp_path):
