@@ -373,7 +373,8 @@ def main() -> int:
               f"{bcpu:,.0f} per CPU-second = {bcpu / full:.2f} x; this: {rate:,.0f} spans/s = "
               f"{rate / full:.2f} x, {cpu_rate:,.0f} per CPU-second = {cpu_rate / full:.2f} x "
               f"(wall {rate / brate:.2f}x, CPU {cpu_rate / bcpu:.2f}x the baseline); baseline "
-              f"lost {sum(x['lost'] for x in b)}")
+              f"lost {sum(x['lost'] for x in b)}, peak memory {max(x['peak'] for x in b):.0f} "
+              f"MiB ({b[-1]['procs']} processes), this {max(x['peak'] for x in results['this']):.0f} MiB")
         lost += sum(x["lost"] for x in b)
         code = max(code, *(x["code"] for x in b))
     ratio = rate / full

@@ -46,8 +46,10 @@ _REP = struct.Struct("!I")
 #: requests handed to one decoder before its answer to the first comes back: the next one
 #: waits in its socket, so the decoder never idles for a round trip
 DEPTH = 2
-#: a decoder that dies is replaced after this long (so a crashing one cannot spin)
+#: a decoder that dies is replaced after this long (so a crashing one cannot spin), and
+#: after this many deaths none is (the collector decodes in its own process again)
 RESPAWN_S = 1.0
+MAX_DEATHS = 10
 
 
 class DecoderLost(Exception):
@@ -256,10 +258,13 @@ class DecoderPool:
             self._wake()
             if not self.closing:
                 self.deaths += 1
-                log.error("decoder process %d ended (exit %s); starting another", proc.pid,
-                          proc.poll())
+                again = self.deaths < MAX_DEATHS
+                log.error("decoder process %d ended (exit %s); %s", proc.pid, proc.poll(),
+                          "starting another" if again else
+                          f"{self.deaths} have: decoding in the collector from now on")
                 assert self._loop is not None
-                self._loop.call_later(RESPAWN_S, self._spawn)
+                if again:
+                    self._loop.call_later(RESPAWN_S, self._spawn)
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, proc.wait)
 
