@@ -18,6 +18,12 @@ sustained decode (a mean over seconds of CPU, like the collector's) and the same
 collector must do without HTTP (decode, one WAL write per request, compaction), each with
 the collector's rate against it.
 
+The collector runs decoder processes under load (`slo collect --decoders`): its CPU is
+summed over the collector and its live descendants, and its peak memory is the sum of each
+one's VmHWM (an upper bound: the pages of shared libraries count once per process). The
+senders use http.client on keep-alive connections: they share the 2 cores with the
+collector, and `requests` spent about 4 times their CPU per export.
+
 `--baseline-src DIR` runs, in the same bench, the collector of another checkout (its `slo`
 package first on PYTHONPATH, e.g. a worktree of main) alternately with this one,
 `--rounds` times each, so a before/after is measured under the same machine load.
