@@ -186,7 +186,7 @@ class DecoderPool:
         self._decoders: list[_Decoder] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._freed: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free decoder
         self.closing = False
         self.started = False
         self.deaths = 0
@@ -204,7 +204,6 @@ class DecoderPool:
             return
         self.started = True
         self._loop = loop
-        self._freed = asyncio.Event()
         for _ in range(self.size):
             self._spawn()
 
@@ -275,23 +274,29 @@ class DecoderPool:
         return meta
 
     def _wake(self) -> None:
-        if self._freed is not None:
-            self._freed.set()
+        """Every request waiting for a decoder looks again (each has its own future: a
+        shared event cleared by one waiter could swallow the wake-up meant for another,
+        and a free decoder would then idle)."""
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     async def submit(self, body: bytes, content_type: str | None, encoding: str | None
                      ) -> dict[str, Any]:
         """A decoder's answer for this body: {"spans", "rejected", "message"} once stored,
         or {"error": "payload" | "too_large" | "store", "text"}. DecoderLost if none is
         left or the one that had it died."""
-        assert self._freed is not None and self._loop is not None
+        assert self._loop is not None
         while True:
             free = [d for d in self._decoders if d.ready and len(d.waiting) < DEPTH]
             if free:
                 break
             if not self.ready or self.closing:
                 raise DecoderLost("no decoder process is running")
-            self._freed.clear()
-            await self._freed.wait()
+            turn: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(turn)
+            await turn
         d = min(free, key=lambda d: len(d.waiting))
         meta = orjson.dumps({"ctype": content_type, "enc": encoding})
         fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
