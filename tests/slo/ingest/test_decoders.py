@@ -61,9 +61,13 @@ def _request(n: int, run_id: str, first: int = 0) -> trace_service_pb2.ExportTra
 def test_decoded_in_decoder_processes_same_answers_partial_success_and_errors(tmp_path):
     """HTTP and gRPC bodies are decoded by the decoder processes (the collector's own writer
     writes nothing), stored before the 200, with the rejected spans counted in
-    partial_success; a malformed body is 400, a too large one 413, and nothing of either is
-    stored."""
-    run = _start(tmp_path, decoders=2, max_body=1 << 20)
+    partial_success, and forwarded; a malformed body is 400, a too large one 413, and
+    nothing of either is stored or forwarded."""
+    sink = start(CollectorConfig(store=str(tmp_path / "sink"), port=0, grpc_port=-1,
+                                 decoders=0))
+    run = _start(tmp_path / "a", decoders=2, max_body=1 << 20,
+                 forward=f"http://127.0.0.1:{sink.http_port}")
+    tmp_path = tmp_path / "a"
     try:
         url = f"http://127.0.0.1:{run.http_port}/v1/traces"
         req = _request(20, "dec-run")
@@ -90,8 +94,11 @@ def test_decoded_in_decoder_processes_same_answers_partial_success_and_errors(tm
         assert (stats.spans, stats.rejected_spans, stats.bad_requests) == (29, 1, 4)
         assert run.collector.writer.spans_written == 0, "decoded in the collector's process"
         pids = run.collector.pool.pids()
+        # forwarded as received (the sink refuses the bad span too), the bad bodies not
+        _wait_for(lambda: _total(tmp_path.parent / "sink") == 29)
     finally:
         run.stop()
+        sink.stop()
     assert not any(_alive(p) for p in pids), "a decoder outlived a clean stop"
     assert not list((tmp_path / "wal").glob("seg-*")), "a clean stop compacts every segment"
     t = SpanStore(tmp_path).read("dec-run")
