@@ -294,7 +294,8 @@ def run_collector(bodies: list[bytes], args: argparse.Namespace, src: str | None
     acked = r["acked"] + flood["acked"]
     return {"rate": r["acked"] / r["seconds"], "cpu_rate": r["acked"] / max(cpu, 1e-9),
             "cores": cpu / r["seconds"], "stream": r, "flood": flood,
-            "flood_mib": len(big[0]) / 2**20, "peak": peak, "procs": procs, "code": code, "flush": flush,
+            "flood_mib": len(big[0]) / 2**20, "peak": peak, "procs": procs, "code": code,
+            "flush": flush,
             "acked": acked, "stored": stored, "lost": acked - stored}
 
 
@@ -380,7 +381,8 @@ def main() -> int:
               f"{rate / full:.2f} x, {cpu_rate:,.0f} per CPU-second = {cpu_rate / full:.2f} x "
               f"(wall {rate / brate:.2f}x, CPU {cpu_rate / bcpu:.2f}x the baseline); baseline "
               f"lost {sum(x['lost'] for x in b)}, peak memory {max(x['peak'] for x in b):.0f} "
-              f"MiB ({b[-1]['procs']} processes), this {max(x['peak'] for x in results['this']):.0f} MiB")
+              f"MiB ({b[-1]['procs']} processes), this "
+              f"{max(x['peak'] for x in results['this']):.0f} MiB")
         lost += sum(x["lost"] for x in b)
         code = max(code, *(x["code"] for x in b))
     ratio = rate / full

@@ -8,12 +8,13 @@ Why these choices:
   each decodes a body and appends its spans to a WAL segment of its own before it answers),
   one per core by default, started once decoding keeps this process's own core busy
   (`decoders_when_busy`: a gate's or a test's trickle never pays for them); until then, or
-  with `--decoders 0`, one request at a time behind a lock in this process
-  (OTLP/HTTP on its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
-  bytes actually held (bodies read and not yet stored, plus the one being decompressed), not by
-  requests: a slow sender holds only what it has sent, a burst of small exports all wait their
-  turn for the decoder, and only when the memory budget is full is the answer 503 + Retry-After on HTTP
-  (the OTLP retryable answer; the Python exporter ignores 429) or UNAVAILABLE with RetryInfo
+  with `--decoders 0`, one request at a time behind a lock in this process (OTLP/HTTP on
+  its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
+  bytes actually held (bodies read and not yet stored, plus the one being decompressed), not
+  by requests: a slow sender holds only what it has sent, a burst of small exports all wait
+  their turn for the decoder, and only when the memory budget is full is the answer 503 +
+  Retry-After on HTTP (the OTLP retryable answer; the Python exporter ignores 429) or
+  UNAVAILABLE with RetryInfo
   on gRPC. Memory stays bounded whatever the senders do; a gzip bomb stops at the size limit.
 - The HTTP side is an asyncio server with h11 (see `HttpServer`): a connection costs no
   thread, and head and body each have a whole-phase deadline, so slow senders are cut off.
