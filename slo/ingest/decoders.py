@@ -183,7 +183,8 @@ class DecoderPool:
                      "max_body": max_body, "segment_bytes": segment_bytes,
                      "idle_seconds": idle_seconds, "parent": os.getpid()}
         self._lock_fd = lock_fd
-        self._decoders: list[_Decoder] = []
+        self._decoders: list[_Decoder] = []  # connected
+        self._procs: list[subprocess.Popen[bytes]] = []  # started, connected or not
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []  # requests waiting for a free decoder
@@ -226,6 +227,7 @@ class DecoderPool:
             return
         finally:
             child.close()
+        self._procs.append(proc)
         task = self._loop.create_task(self._run(proc, parent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -234,6 +236,8 @@ class DecoderPool:
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
         d = _Decoder(proc, reader, writer)
         self._decoders.append(d)
+        if self.closing:  # stopped before this one was connected: its input ends here
+            writer.close()
         try:
             await self._read(reader)  # "ready"
             d.ready = True
@@ -266,6 +270,8 @@ class DecoderPool:
                     self._loop.call_later(RESPAWN_S, self._spawn)
             with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+            with contextlib.suppress(ValueError):
+                self._procs.remove(proc)
 
     @staticmethod
     async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
@@ -321,19 +327,20 @@ class DecoderPool:
             with contextlib.suppress(Exception):
                 d.writer.close()
         deadline = time.monotonic() + timeout
-        for d in list(self._decoders):
-            while d.proc.poll() is None and time.monotonic() < deadline:
+        for proc in list(self._procs):
+            while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-        self.kill()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.kill()  # (one that never connected, or hangs)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
 
     def kill(self) -> None:
         """Kill what is still running (a segment it held is compacted as it is)."""
         self.closing = True
-        for d in list(self._decoders):
-            if d.proc.poll() is None:
-                d.proc.kill()
-                d.proc.wait(5)
+        for proc in list(self._procs):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
 
 
 if __name__ == "__main__":
