@@ -18,6 +18,12 @@ sustained decode (a mean over seconds of CPU, like the collector's) and the same
 collector must do without HTTP (decode, one WAL write per request, compaction), each with
 the collector's rate against it.
 
+The collector runs decoder processes under load (`slo collect --decoders`): its CPU is
+summed over the collector and its live descendants, and its peak memory is the sum of each
+one's VmHWM (an upper bound: the pages of shared libraries count once per process). The
+senders use http.client on keep-alive connections: they share the 2 cores with the
+collector, and `requests` spent about 4 times their CPU per export.
+
 `--baseline-src DIR` runs, in the same bench, the collector of another checkout (its `slo`
 package first on PYTHONPATH, e.g. a worktree of main) alternately with this one,
 `--rounds` times each, so a before/after is measured under the same machine load.
@@ -29,6 +35,7 @@ package first on PYTHONPATH, e.g. a worktree of main) alternately with this one,
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import queue
 import re
@@ -41,9 +48,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
-import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -175,17 +182,46 @@ def start_collector(store: Path, src: str | None = None) -> tuple[subprocess.Pop
     return proc, m.group(1)
 
 
+def tree(pid: int) -> list[int]:
+    """The process and its descendants (the collector's decoder processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (load on a shared box does not inflate it)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time a process and its live descendants have used (load on a shared
+    box does not inflate it)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The peak resident memory (VmHWM) of the process plus each live descendant's: an upper
+    bound on what they held at once."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def stream(url: str, bodies: list[bytes], senders: int, seconds: float,
@@ -195,25 +231,33 @@ def stream(url: str, bodies: list[bytes], senders: int, seconds: float,
     errors = [0] * senders
     deadline = time.monotonic() + seconds
 
+    u = urlsplit(url)
+
     def send(n: int) -> None:
-        s = requests.Session()
+        # http.client, not requests: a sender shares the 2 cores with the collector, and
+        # requests cost about 1 ms of CPU per 145 kB export, 4 times what this does
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         k = n
         while time.monotonic() < deadline:
             try:
-                r = s.post(url, data=bodies[k % len(bodies)],
-                           headers={"Content-Type": "application/x-protobuf"}, timeout=30)
-            except requests.RequestException:
+                conn.request("POST", u.path, body=bodies[k % len(bodies)],
+                             headers={"Content-Type": "application/x-protobuf"})
+                r = conn.getresponse()
+                r.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
                 errors[n] += 1
                 time.sleep(0.05)
                 continue
-            if r.status_code == 200:
+            if r.status == 200:
                 acked[n] += spans_per_body
                 k += senders
-            elif r.status_code == 503:
+            elif r.status == 503:
                 busy[n] += 1
                 time.sleep(0.02)
             else:
                 errors[n] += 1
+        conn.close()
 
     t0 = time.monotonic()
     threads = [threading.Thread(target=send, args=(n,)) for n in range(senders)]
@@ -232,9 +276,10 @@ def run_collector(bodies: list[bytes], args: argparse.Namespace, src: str | None
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         proc, url = start_collector(store, src)
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds(proc.pid)  # (decoder processes start under the stream: from 0)
         r = stream(url, bodies, args.senders, args.seconds)
         cpu = cpu_seconds(proc.pid) - cpu0
+        procs = len(tree(proc.pid))
         # concatenated ExportTraceServiceRequests are one valid request (repeated fields)
         big = [b"".join(bodies[(i + j) % len(bodies)] for j in range(args.flood_factor))
                for i in range(len(bodies))]
@@ -249,7 +294,8 @@ def run_collector(bodies: list[bytes], args: argparse.Namespace, src: str | None
     acked = r["acked"] + flood["acked"]
     return {"rate": r["acked"] / r["seconds"], "cpu_rate": r["acked"] / max(cpu, 1e-9),
             "cores": cpu / r["seconds"], "stream": r, "flood": flood,
-            "flood_mib": len(big[0]) / 2**20, "peak": peak, "code": code, "flush": flush,
+            "flood_mib": len(big[0]) / 2**20, "peak": peak, "procs": procs, "code": code,
+            "flush": flush,
             "acked": acked, "stored": stored, "lost": acked - stored}
 
 
@@ -321,7 +367,8 @@ def main() -> int:
           f"{fl['seconds']:.1f} s: "
           f"{fl['acked'] / fl['seconds']:,.0f} spans/s stored, {fl['busy']} answered "
           f"503 + Retry-After, {fl['errors']} errors")
-    print(f"collector peak memory (VmHWM): {r['peak']:.0f} MiB; clean stop + compaction "
+    print(f"collector peak memory (VmHWM, {r['procs']} processes summed): {r['peak']:.0f} MiB; "
+          f"clean stop + compaction "
           f"{r['flush']:.1f} s (exit {r['code']})")
     print(f"spans acknowledged {acked:,}, stored {stored:,}, lost {lost}")
     if args.baseline_src:
@@ -333,7 +380,9 @@ def main() -> int:
               f"{bcpu:,.0f} per CPU-second = {bcpu / full:.2f} x; this: {rate:,.0f} spans/s = "
               f"{rate / full:.2f} x, {cpu_rate:,.0f} per CPU-second = {cpu_rate / full:.2f} x "
               f"(wall {rate / brate:.2f}x, CPU {cpu_rate / bcpu:.2f}x the baseline); baseline "
-              f"lost {sum(x['lost'] for x in b)}")
+              f"lost {sum(x['lost'] for x in b)}, peak memory {max(x['peak'] for x in b):.0f} "
+              f"MiB ({b[-1]['procs']} processes), this "
+              f"{max(x['peak'] for x in results['this']):.0f} MiB")
         lost += sum(x["lost"] for x in b)
         code = max(code, *(x["code"] for x in b))
     ratio = rate / full

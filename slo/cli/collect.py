@@ -63,8 +63,11 @@ store_option = click.option(
               help="Also send everything received to this OTLP/HTTP endpoint.")
 @click.option("--max-body", envvar="SLO_MAX_BODY", type=_Size(), default="20MiB",
               show_default=True, help="Largest request body, after decompression.")
+@click.option("--decoders", envvar="SLO_DECODERS", type=click.IntRange(min=-1), default=-1,
+              help="Decoder processes started once spans stream in (-1, the default: one "
+              "per core, at most 4; 0: decode in the collector's own process).")
 def command(store: str, host: str, port: int, grpc_port: int, run_id: str, token: str | None,
-            forward: str | None, max_body: int) -> None:
+            forward: str | None, max_body: int, decoders: int) -> None:
     """Receive OTLP traces (HTTP /v1/traces and gRPC) and write them to the span store.
 
     Prints one 'listening' line when both receivers are ready; SIGTERM or Ctrl-C stops it
@@ -74,7 +77,7 @@ def command(store: str, host: str, port: int, grpc_port: int, run_id: str, token
 
     config = CollectorConfig(store=store, host=host, port=port, grpc_port=grpc_port,
                              run_id=run_id, token=token or None, forward=forward or None,
-                             max_body=max_body)
+                             max_body=max_body, decoders=decoders)
     try:
         stats = serve(config, ready=_announce)
     except (OSError, SloError) as e:

@@ -4,12 +4,17 @@ Why these choices:
 - Every request is decoded completely before anything is stored, so a malformed request is
   answered 400 and leaves nothing behind; accepted spans are appended to the store's
   write-ahead segment before the 200 goes out, so a `kill -9` loses nothing that was acked.
-- Decoding holds the GIL, so it runs one request at a time behind a lock (OTLP/HTTP decodes
-  on its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
-  bytes actually held (bodies read and not yet stored, plus the one being decompressed), not by
-  requests: a slow sender holds only what it has sent, a burst of small exports all wait their
-  turn for the decoder, and only when the memory budget is full is the answer 503 + Retry-After on HTTP
-  (the OTLP retryable answer; the Python exporter ignores 429) or UNAVAILABLE with RetryInfo
+- Decoding holds the GIL, so under load it runs in decoder processes (`slo.ingest.decoders`:
+  each decodes a body and appends its spans to a WAL segment of its own before it answers),
+  one per core by default, started once decoding keeps this process's own core busy
+  (`decoders_when_busy`: a gate's or a test's trickle never pays for them); until then, or
+  with `--decoders 0`, one request at a time behind a lock in this process (OTLP/HTTP on
+  its event loop's own thread, see `HttpServer`; gRPC on its workers). Admission is by the
+  bytes actually held (bodies read and not yet stored, plus the one being decompressed), not
+  by requests: a slow sender holds only what it has sent, a burst of small exports all wait
+  their turn for the decoder, and only when the memory budget is full is the answer 503 +
+  Retry-After on HTTP (the OTLP retryable answer; the Python exporter ignores 429) or
+  UNAVAILABLE with RetryInfo
   on gRPC. Memory stays bounded whatever the senders do; a gzip bomb stops at the size limit.
 - The HTTP side is an asyncio server with h11 (see `HttpServer`): a connection costs no
   thread, and head and body each have a whole-phase deadline, so slow senders are cut off.
@@ -38,6 +43,7 @@ import h11
 
 from slo.errors import PayloadError
 from slo.ingest import otlp
+from slo.ingest.decoders import DecoderPool, Ingested
 from slo.ingest.store import StoreWriter
 from slo.ports import check_bindable, wait_port
 
@@ -67,6 +73,9 @@ class CollectorConfig:
     keepalive_timeout_s: float = 60.0  # idle between requests on one connection
     write_timeout_s: float = 10.0  # an answer must be taken by the peer within this
     grpc_workers: int = 8
+    decoders: int = -1  # decoder processes (-1: one per core, at most 4; 0: decode in-process)
+    # ... started once in-process decoding took this share of a 0.25 s window (0: at once)
+    decoders_when_busy: float = 0.5
     segment_bytes: int = 32 * 1024 * 1024
     idle_seconds: float = 2.0
 
@@ -101,6 +110,32 @@ class Collector:
         self.closing = False
         self.forwarder = (Forwarder(config.forward, Path(config.store) / "forward")
                           if config.forward else None)
+        size = config.decoders if config.decoders >= 0 else min(4, os.cpu_count() or 1)
+        self.pool = DecoderPool(
+            size, store=config.store, run_id=config.run_id, max_body=config.max_body,
+            segment_bytes=config.segment_bytes, idle_seconds=config.idle_seconds,
+            lock_fd=self.writer.lock_fd) if size > 0 else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._window = time.monotonic()  # busy time of in-process decoding since then
+        self._busy = 0.0
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The HTTP server's loop, where the decoder processes are driven from."""
+        self._loop = loop
+        if self.pool is not None and self.config.decoders_when_busy <= 0:
+            self.pool.start(loop)
+
+    def _decoded_locally(self, seconds: float) -> None:
+        """Count `seconds` of in-process decoding; start the decoder processes once it took
+        `decoders_when_busy` of a window of at least 0.25 s."""
+        if self.pool is None or self.pool.started or self._loop is None:
+            return
+        self._busy += seconds
+        now = time.monotonic()
+        if now - self._window >= 0.25:
+            if self._busy >= self.config.decoders_when_busy * (now - self._window):
+                self._loop.call_soon_threadsafe(self.pool.start, self._loop)
+            self._window, self._busy = now, 0.0
 
     # -------------------------------------------------------------- admission
     def hold(self, nbytes: int, expect: int = 0, own: int = 0) -> None:
@@ -142,10 +177,56 @@ class Collector:
             token.strip().encode(), self.config.token.encode())
 
     # -------------------------------------------------------------- ingest
+    async def ingest_async(
+        self, body: bytes, content_type: str | None, encoding: str | None
+    ) -> Ingested:
+        """`ingest_body` on the HTTP loop: by a decoder process when one is ready (this
+        loop serves other connections meanwhile), else in this thread."""
+        if self.pool is not None and self.pool.ready:
+            # DecoderLost goes up (503): its spans may be in the WAL already, so they are
+            # not decoded here again; the sender retries
+            return self._counted(await self.pool.submit(body, content_type, encoding),
+                                 body, content_type, encoding)
+        return self.ingest_local(body, content_type, encoding)
+
     def ingest_body(
         self, body: bytes, content_type: str | None, encoding: str | None
-    ) -> otlp.Decoded:
-        """Decompress, decode and store one OTLP/HTTP body. PayloadError: store nothing.
+    ) -> Ingested:
+        """Decompress, decode and store one OTLP body (by a decoder process when one is
+        ready). PayloadError: store nothing. From any thread but the HTTP loop's."""
+        pool = self.pool
+        if pool is not None and pool.ready and self._loop is not None:
+            return self._counted(pool.submit_threadsafe(body, content_type, encoding),
+                                 body, content_type, encoding)
+        return self.ingest_local(body, content_type, encoding)
+
+    def _counted(self, answer: dict[str, Any], body: bytes, content_type: str | None,
+                 encoding: str | None) -> Ingested:
+        """A decoder's answer as the outcome of `ingest_local` (the same errors, the same
+        counts)."""
+        error = answer.get("error")
+        if error == "too_large":
+            raise otlp.PayloadTooLarge(answer["text"])
+        if error == "payload":
+            raise PayloadError(answer["text"])
+        if error is not None:
+            raise OSError(f"could not store spans: {answer['text']}")
+        done = Ingested(answer["spans"], answer["rejected"], answer["message"])
+        with self._admit_lock:
+            self.stats.requests += 1
+            self.stats.spans += done.spans
+            self.stats.rejected_spans += done.rejected
+        if self.forwarder is not None and done.spans:
+            raw = otlp.decompress(body, encoding, self.config.max_body)
+            self.forwarder.submit(raw, "application/json" if otlp.is_json(content_type)
+                                  else "application/x-protobuf")
+        return done
+
+    def ingest_local(
+        self, body: bytes, content_type: str | None, encoding: str | None
+    ) -> Ingested:
+        """Decompress, decode and store one OTLP/HTTP body in this process. PayloadError:
+        store nothing.
 
         Decoding holds the GIL, so it runs one request at a time; the WAL write happens
         after the decode lock is released (`StoreWriter.commit`), so the next request is
@@ -154,6 +235,7 @@ class Collector:
         that calls this (the HTTP event loop and the gRPC workers).
         """
         with self._decode_lock:
+            began = time.perf_counter()
             raw = otlp.decompress(body, encoding, self.config.max_body)
             inflated = len(raw) if raw is not body else 0
             with self._admit_lock:  # bounded by the callers' thread count, never refused
@@ -163,6 +245,8 @@ class Collector:
             except BaseException:
                 self.unhold(inflated)
                 raise
+            finally:
+                self._decoded_locally(time.perf_counter() - began)
         try:
             self._store(decoded)
         finally:
@@ -170,7 +254,7 @@ class Collector:
         if self.forwarder is not None and decoded.spans:
             self.forwarder.submit(raw, "application/json" if otlp.is_json(content_type)
                                   else "application/x-protobuf")
-        return decoded
+        return Ingested(decoded.spans, decoded.rejected, decoded.message)
 
     def _store(self, decoded: otlp.Decoded) -> None:
         self.writer.commit(decoded.table)
@@ -186,6 +270,8 @@ class Collector:
         deadline = time.monotonic() + timeout
         while self._held and time.monotonic() < deadline:
             time.sleep(0.01)
+        if self.pool is not None:
+            self.pool.kill()  # (closed by the HTTP loop on a clean stop)
         if self.forwarder is not None:
             self.forwarder.close()
         self.writer.close()
@@ -228,16 +314,18 @@ class HttpServer:
     admission counts the body bytes actually read and held (`Collector.hold`), so slow
     senders hold next to nothing while a burst of small exports all get through.
 
-    A body, once read, is decoded and written to the WAL on the loop's own thread
-    (`Collector.ingest_body`), not handed to a pool. Why: decoding holds the GIL, so a pool
+    A body, once read, goes to a decoder process (`Collector.ingest_async`), and the loop
+    serves other connections until its answer comes: the decode, about 70% of the CPU per
+    span, no longer shares this process's GIL, and each decoder writes its own WAL segment.
+    Without decoder processes (not started yet, or `decoders=0`) it is decoded and written on
+    the loop's own thread, not handed to a thread pool. Why: decoding holds the GIL, so a pool
     thread could never decode while the loop runs Python anyway, and each hand-off cost two
     thread wake-ups and a GIL ping-pong between the loop and the decoder: the 4 pool threads
     spent 1.3-1.6x the CPU per span that the same decode took in one thread at the same time
-    (per-thread CPU under bench/ingest.py's stream). Meanwhile unread bodies wait in the
-    kernel's socket buffers, which is back-pressure on the senders (so a flood of large
-    exports is held to less memory than before, and answered 503 less often), and the
-    deadlines are whole-phase ones, so a decode of even the largest body (about a second for
-    20 MiB) cuts no sender off.
+    (per-thread CPU under bench/ingest.py's stream). The deadlines are whole-phase ones, so a
+    decode of even the largest body (about a second for 20 MiB) cuts no sender off. With
+    decoder processes every body read is held (and counted) until stored, so a flood of large
+    exports meets the memory budget and its 503 + Retry-After.
     """
 
     def __init__(self, collector: Collector, host: str, port: int):
@@ -274,6 +362,7 @@ class HttpServer:
 
     async def _serve(self, grace: float = 10.0) -> None:
         self._stopping = asyncio.Event()
+        self.collector.attach(asyncio.get_running_loop())
         server = await asyncio.start_server(self._client, sock=self.sock, limit=_READ)
         self._ready.set()
         await self._stopping.wait()
@@ -285,6 +374,8 @@ class HttpServer:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.collector.pool is not None:  # their segments closed, for the final compaction
+            await self.collector.pool.aclose()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -461,8 +552,7 @@ class _Exchange:
                 return None
             held = len(body)
             try:
-                # on this thread: see HttpServer for why there is no hand-off to a pool
-                decoded = c.ingest_body(body, ctype, headers.get("content-encoding"))
+                decoded = await c.ingest_async(body, ctype, headers.get("content-encoding"))
             except otlp.PayloadTooLarge as e:
                 c.count_bad()
                 return await self._answer(413, _INVALID_ARGUMENT, str(e), as_json)

@@ -3,6 +3,7 @@
 Layout under the store directory:
 
     wal/seg-<n>.arrows            Arrow IPC streams, appended to before the collector answers 200
+    wal/next-segment              the next segment number (taken under flock by every writer)
     runs/run=<id>/seg-<n>.parquet one Parquet file per run and compacted WAL segment (zstd)
     meta/run=<id>.json            run metadata written by the load generator ({"version": 1, ...})
 
@@ -14,6 +15,13 @@ as they are. Compaction writes Parquet with atomic renames and deletes the segme
 reader uses a segment's WAL file while it exists and its Parquet files otherwise, so a
 concurrent compaction never shows a span twice or not at all, and a crash mid-compaction is
 repaired by compacting again (same file names, same content).
+
+Several processes may append (the collector and its decoder processes, `WalWriter`), each to
+segments of its own: a segment's number is taken from `wal/next-segment` under an flock, and
+the segment being written is flocked by its writer for as long as it is open. The one
+`StoreWriter` (which holds the store's writer lock) compacts every segment nobody holds: a
+closed one, or one whose writer died (the kernel drops a dead process's locks), torn tail and
+all.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
     from slo.ingest.runsource import RunSource
 
 _SEG = re.compile(r"seg-(\d+)\.(arrows|parquet)$")
+#: the next WAL segment number, shared by every process that appends to the store
+NEXT_SEGMENT = "next-segment"
 #: bytes gathered before Arrow writes to a WAL segment; larger groups pass straight through
 _WAL_BUFFER = 1 << 20
 #: files a read decodes at once, each in a thread of its own (`_read_parquet` reads one file
@@ -432,11 +442,14 @@ class SpanStore:
         return runmeta.read_run_meta(self.path, run_id)
 
 
-class StoreWriter:
-    """The one writer: appends to the WAL, rotates and compacts segments into Parquet.
+class WalWriter:
+    """Appends spans to WAL segments of its own: one of the processes that write a store.
 
     `append` returns once the spans are written to the segment file (page cache), which is
-    what the collector waits for before answering 200.
+    what the collector waits for before answering 200. The segment being written is held
+    under an flock, so the store's `StoreWriter` compacts it only once it is closed or its
+    writer is dead. A decoder process uses this class alone; `StoreWriter` is the one that
+    also owns the store.
     """
 
     def __init__(
@@ -453,60 +466,31 @@ class StoreWriter:
         self.max_age_seconds = max_age_seconds
         self._opened = 0.0
         self._lock = threading.Lock()
-        self._compact_lock = threading.Lock()
         self._writer: ipc.RecordBatchStreamWriter | None = None
         self._file: pa.NativeFile | None = None
         self._buffer: pa.BufferedOutputStream | None = None
+        self._seg_lock: IO[bytes] | None = None  # the flock on the open segment
         self._commit_cond = threading.Condition()
         self._commit_queue: list[_Commit] = []
         self._committing = False
         self._seg_path: Path | None = None
         self._seg_bytes = 0
         self._last_append = 0.0
-        self._pending: list[Path | None] = []
         self.spans_written = 0
-        for d in (self.store.wal_dir, self.store.runs_dir, self.store.meta_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        self._lock_file = self._take_writer_lock()
-        self.recover()
-        self._next = self._max_seg() + 1
 
-    def _take_writer_lock(self) -> Any:
-        """One writer per store: a second collector on the same store would mix segments.
-
-        An flock is released by the kernel when the process dies, even by kill -9.
-        """
+    def _claim_number(self) -> int:
+        """The next segment number, unique among all the store's writing processes."""
         import fcntl
 
-        f = open(self.store.path / "writer.lock", "a+")  # noqa: SIM115 - held for life
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        with open(self.store.wal_dir / NEXT_SEGMENT, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise SourceError(
-                f"span store {self.store.path} is already being written by {holder}; "
-                "stop that collector or use another --store"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}\n")
-        f.flush()
-        return f
-
-    def _max_seg(self) -> int:
-        nums = [_seg_number(p) or 0 for p in self.store.wal_dir.glob("seg-*.arrows")]
-        nums += [_seg_number(p) or 0 for p in self.store.runs_dir.glob("run=*/seg-*.parquet")]
-        return max(nums, default=0)
-
-    def recover(self) -> int:
-        """Compact segments left by a previous process (crash or kill -9). Returns spans."""
-        n = 0
-        for p in sorted(self.store.wal_dir.glob("seg-*.arrows")):
-            n += self._compact(p)
-        for p in self.store.runs_dir.glob("run=*/*.tmp"):
-            p.unlink(missing_ok=True)
+            text = f.read().strip()
+            n = int(text) if text.isdigit() else 1
+            f.seek(0)
+            f.truncate()
+            f.write(f"{n + 1}\n")
+            f.flush()
         return n
 
     def append(self, table: pa.Table) -> None:
@@ -534,12 +518,13 @@ class StoreWriter:
                 self._buffer.flush()
             except BaseException:
                 # a torn batch ends what readers can see of this segment: never append
-                # after it; the next request starts a fresh segment
-                self._pending.append(self._seg_path)
+                # after it; the next request starts a fresh segment, and this one, no longer
+                # held, is compacted as it is
                 for closing in (c for c in (self._writer, self._buffer, self._file) if c is not None):
                     with contextlib.suppress(Exception):
                         closing.close()
                 self._writer = self._buffer = self._file = self._seg_path = None
+                self._release_segment()
                 raise
             # the segment's size as written (`Table.nbytes` walked every buffer of every
             # column: 32 us per 512-span request, on the request path)
@@ -548,7 +533,10 @@ class StoreWriter:
                 self.spans_written += table.num_rows
             self._last_append = time.monotonic()
             if self._seg_bytes >= self.segment_bytes:
-                self._pending.append(self._close_segment())
+                self._closed(self._close_segment())
+
+    def _closed(self, path: Path | None) -> None:
+        """A segment of this writer was closed (the store's owner compacts it)."""
 
     def commit(self, table: pa.Table) -> None:
         """`append` for many concurrent callers: returns once `table` is in the WAL, having
@@ -581,14 +569,33 @@ class StoreWriter:
                 self._commit_cond.notify_all()
 
     def _open_segment(self) -> None:
-        self._seg_path = self.store.wal_dir / f"seg-{self._next:012d}.arrows"
-        self._next += 1
-        self._file = pa.OSFile(str(self._seg_path), "wb")
+        """A new segment, created under a name readers and the compactor ignore, locked, and
+        only then given its name: nobody ever sees it unheld while this writer lives."""
+        import fcntl
+
+        path = self.store.wal_dir / f"seg-{self._claim_number():012d}.arrows"
+        new = path.with_name(path.name + ".new")
+        self._file = pa.OSFile(str(new), "wb")
+        try:
+            self._seg_lock = open(new, "rb")  # noqa: SIM115 - held while the segment is open
+            fcntl.flock(self._seg_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.replace(new, path)
+        except BaseException:
+            self._file.close()
+            self._release_segment()
+            new.unlink(missing_ok=True)
+            raise
+        self._seg_path = path
         self._buffer = pa.BufferedOutputStream(self._file, buffer_size=_WAL_BUFFER)
         self._writer = ipc.new_stream(self._buffer, SCHEMA)  # (writes the schema with the
         # first batch: until then readers see an empty file, which `iter_segment` allows)
         self._seg_bytes = 0
         self._opened = time.monotonic()
+
+    def _release_segment(self) -> None:
+        if self._seg_lock is not None:
+            self._seg_lock.close()
+            self._seg_lock = None
 
     def _close_segment(self) -> Path | None:
         if self._writer is None:
@@ -599,7 +606,104 @@ class StoreWriter:
         self._file.close()
         path = self._seg_path
         self._writer = self._buffer = self._file = self._seg_path = None
+        self._release_segment()  # after the last byte: now it may be compacted
         return path
+
+    def close_idle(self, now: float | None = None) -> Path | None:
+        """Close the open segment once the stream has been idle for `idle_seconds` (a load
+        test has ended, most likely) or it is `max_age_seconds` old (a trickle that never
+        pauses); returns it if closed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._writer is not None and (
+                now - self._last_append >= self.idle_seconds
+                or now - self._opened >= self.max_age_seconds
+            ):
+                return self._close_segment()
+        return None
+
+    def close(self) -> None:
+        """Close the open segment (for the store's owner to compact)."""
+        with self._lock:
+            self._closed(self._close_segment())
+
+
+class StoreWriter(WalWriter):
+    """The store's one owner: appends to the WAL like any `WalWriter`, and compacts every
+    segment no writer holds (its own and its decoder processes') into Parquet.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 32 * 1024 * 1024,
+        idle_seconds: float = 2.0,
+        max_age_seconds: float = 60.0,
+    ):
+        super().__init__(path, segment_bytes=segment_bytes, idle_seconds=idle_seconds,
+                         max_age_seconds=max_age_seconds)
+        self._compact_lock = threading.Lock()
+        self._pending: list[Path] = []
+        for d in (self.store.wal_dir, self.store.runs_dir, self.store.meta_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock_file: IO[str] | None = self._take_writer_lock()
+        self.recover()
+        (self.store.wal_dir / NEXT_SEGMENT).write_text(f"{self._max_seg() + 1}\n")
+
+    @property
+    def lock_fd(self) -> int:
+        """The writer lock's file descriptor: a process that inherits it keeps the store
+        locked for as long as it lives (the collector's decoder processes)."""
+        assert self._lock_file is not None
+        return self._lock_file.fileno()
+
+    def _take_writer_lock(self) -> IO[str]:
+        """One writer per store: a second collector on the same store would mix segments.
+
+        An flock is released by the kernel when the process dies, even by kill -9.
+        """
+        import fcntl
+
+        f = open(self.store.path / "writer.lock", "a+")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise SourceError(
+                f"span store {self.store.path} is already being written by {holder}; "
+                "stop that collector or use another --store"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        return f
+
+    def _max_seg(self) -> int:
+        nums = [_seg_number(p) or 0 for p in self.store.wal_dir.glob("seg-*.arrows")]
+        nums += [_seg_number(p) or 0 for p in self.store.runs_dir.glob("run=*/seg-*.parquet")]
+        return max(nums, default=0)
+
+    def recover(self) -> int:
+        """Compact segments left by a previous process (crash or kill -9). Returns spans.
+
+        Whoever holds the writer lock is the only writer, so every segment is left over,
+        whatever its flock says."""
+        n = 0
+        for p in self.store.wal_dir.glob("seg-*.arrows.new"):  # never named: nothing in it
+            p.unlink(missing_ok=True)
+        for p in sorted(self.store.wal_dir.glob("seg-*.arrows")):
+            n += self._compact(p)
+        for p in self.store.runs_dir.glob("run=*/*.tmp"):
+            p.unlink(missing_ok=True)
+        return n
+
+    def _closed(self, path: Path | None) -> None:
+        if path is not None:
+            self._pending.append(path)
 
     def rotate(self) -> None:
         """Close the current segment and compact it."""
@@ -609,19 +713,19 @@ class StoreWriter:
             self._compact(path)
 
     def maintain(self) -> None:
-        """Background duty: compact full segments, and the open one once the stream is idle
-        for `idle_seconds` (a load test has ended, most likely) or it is `max_age_seconds` old
-        (a trickle that never pauses)."""
+        """Background duty: close the open segment once idle or old (`close_idle`), and
+        compact every segment no writer holds: this writer's closed ones, its decoder
+        processes' closed ones, and those of a decoder process that died."""
+        closed = self.close_idle()
         with self._lock:
             pending, self._pending = self._pending, []
-            now = time.monotonic()
-            if self._writer is not None and (
-                now - self._last_append >= self.idle_seconds
-                or now - self._opened >= self.max_age_seconds
-            ):
-                pending.append(self._close_segment())
+            own = self._seg_path
+        if closed is not None:
+            pending.append(closed)
         for path in pending:
-            if path:
+            self._compact(path)
+        for path in sorted(self.store.wal_dir.glob("seg-*.arrows")):
+            if path != own and _unheld(path):
                 self._compact(path)
 
     def close(self) -> None:
@@ -664,6 +768,21 @@ class StoreWriter:
                 seg.unlink()
             pa.default_memory_pool().release_unused()
             return n
+
+
+def _unheld(path: Path) -> bool:
+    """True when no writer holds this WAL segment (closed, or its writer died)."""
+    import fcntl
+
+    try:
+        with open(path, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
