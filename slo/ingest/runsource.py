@@ -22,19 +22,28 @@ import pyarrow.compute as pc
 
 from slo.ingest.spans import SCHEMA
 
-#: What DuckDB may hold before it spills to its temp directory (DuckDB's default: 80% of RAM).
-#: The detectors' queries are what fill it: at 10M spans 512MB took ~0.15 GiB off the check's
-#: peak against 1GB, for a few percent more detector CPU (bench/check.py).
-MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY", "512MB")
+#: What DuckDB may hold before it spills to its temp directory (DuckDB's default: 80% of RAM);
+#: unset, `memory_limit` sizes it to the run.
+MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY")
 
 
-def connect(temp_dir: Path | None = None) -> Any:
+def memory_limit(spans: int = 0) -> str:
+    """DuckDB's memory limit for a run of `spans` spans (`SLO_DUCKDB_MEMORY` if set).
+
+    The detectors' queries are what fill it. 512MB at least: at 10M spans that took 0.15 GiB
+    off the check's peak against 1GB, for a few percent more detector CPU. 24 bytes a span
+    past that (100M spans: 2.3GB): some of their operators do not spill (at 10M spans the
+    slow_statement query needs 100-200MB, and at 100M 512MB ran out)."""
+    return MEMORY_LIMIT or f"{max(512, (24 * spans) >> 20)}MB"
+
+
+def connect(temp_dir: Path | None = None, spans: int = 0) -> Any:
     """A DuckDB connection that spills to `temp_dir` (default: the system's) past
-    `MEMORY_LIMIT` instead of growing with the run."""
+    `memory_limit(spans)` instead of growing with the run."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"SET memory_limit = '{memory_limit(spans)}'")
     # a directory of its own (DuckDB makes it when it first spills and removes it on close)
     temp = temp_dir or Path(tempfile.gettempdir()) / f"slo-duckdb-{os.getpid()}-{id(con):x}"
     con.execute(f"SET temp_directory = '{str(temp).replace(chr(39), chr(39) * 2)}'")
@@ -100,6 +109,10 @@ class RunSource:
         if self._con is None:
             self._con = connect(self.temp_dir)
         return self._con
+
+    def fit(self, spans: int) -> None:
+        """Size DuckDB's memory limit to a run of this many spans (`memory_limit`)."""
+        self.con.execute(f"SET memory_limit = '{memory_limit(spans)}'")
 
     def close(self) -> None:
         if self._con is not None:

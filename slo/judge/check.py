@@ -106,6 +106,8 @@ class _Check:
         two competed for them). They go first because the evaluation's caches stay with
         the index for the report, while the detectors' frame goes when they are done."""
         ix, source = self.ix, self.ix.source
+        if source is not None:
+            source.fit(ix.n)
         # the detectors join on the parents this index resolved
         frame = span_frame(ix) if ix.n else None
         found = run_detectors(ix.table, self.spec.detectors,

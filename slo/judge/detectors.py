@@ -158,7 +158,7 @@ class _Context:
 
         # a cursor of `con` is a connection of its own (temp tables, registrations) in the
         # same database: one memory limit and one thread pool for the check and the detectors
-        self.con = con.cursor() if con is not None else connect()
+        self.con = con.cursor() if con is not None else connect(spans=spans.num_rows)
         if frame is None:
             core = spans
             names = [c for c in _NEEDED if c != "attributes"]
@@ -645,9 +645,14 @@ def _serial_fanout(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
         WITH c0 AS (
             SELECT id, pid, start_ns, end_ns, k FROM m
             WHERE kind = 'client' AND NOT is_db AND pid IS NOT NULL AND end_ns - start_ns >= $1
-        ), lists AS (
-            SELECT pid, list(start_ns ORDER BY start_ns, k) AS s, list(end_ns ORDER BY start_ns, k) AS e
+        ), sorted AS (
+            -- (`list(... ORDER BY ...)` keeps every group's rows in memory until it sorts
+            -- them: at 100M spans past any memory limit; a plain list spills, sorted after)
+            SELECT pid, list_sort(list(struct_pack(s := start_ns, k := k, e := end_ns))) AS l
             FROM c0 GROUP BY pid HAVING count(*) >= $2
+        ), lists AS (
+            SELECT pid, list_transform(l, lambda x: x.s) AS s, list_transform(l, lambda x: x.e) AS e
+            FROM sorted
         ), cand AS (
             -- cheap pre-selection: parents with enough calls that follow their predecessors
             -- closely; the exact runs are then found with window functions on these only
