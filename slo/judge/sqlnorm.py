@@ -242,6 +242,8 @@ def _join(tokens: list[Token]) -> str:
             if space and text == "(" and prev[0] in (WORD, QIDENT):
                 space = prev[1].upper() in _CLAUSE or (
                     before is not None and before[1].upper() in _TABLE_BEFORE_LIST)
+            if prev[1].endswith(":") and text.startswith(":"):
+                space = True  # `:` `::` glued would read back as `::` `:`
             if space:
                 parts.append(" ")
         parts.append(text)

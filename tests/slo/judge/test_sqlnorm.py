@@ -124,6 +124,7 @@ _SQLISH = st.lists(st.sampled_from(
 @example("$")  # a truncated-statement repair once added tokens nobody wrote
 @example("$ A$--")  # sqlglot's `$` parameter token once kept the blank after it
 @example("SELECT 'abc")
+@example(": ::?")  # `:` then `::` glued read back as `::` then `:`
 @given(st.one_of(st.text(max_size=200), _SQLISH))
 def test_any_text_normalizes_idempotently(text: str) -> None:
     """Reports abbreviate keys that are already normalized: normalizing twice changes nothing."""
