@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slo.ingest.spanids import ID_COLUMNS, hex16
+from slo.ingest.spanids import ID_COLUMNS, hex16, ids64
 from slo.ingest.spanids import hex64 as hex64  # re-exported
 from slo.ingest.spans import STATUS_ERROR, SYNONYMS
 from slo.judge import sqlnorm
@@ -207,8 +207,8 @@ class RunIndex:
         """
         if self.n == 0:
             return np.zeros(0, np.int64)
-        sid = hex64(self.column("span_id"))
-        pid = hex64(self.column("parent_span_id"))
+        sid = ids64(self.column("span_id"))
+        pid = ids64(self.column("parent_span_id"))
         if sid is None or pid is None:
             return self._parent_by_strings()
         n = self.n
@@ -572,7 +572,7 @@ def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
 
 def _indices(col: pa.ChunkedArray) -> np.ndarray:
     """The int32 codes of a dictionary column whose chunks share one dictionary, nulls -1:
-    of a column in one chunk without nulls (`slo.ingest.store.contiguous`), its own buffer."""
+    of a column in one chunk without nulls (`SpanStore.read(contiguous=True)`), its own buffer."""
     parts = [(c.indices.fill_null(-1) if c.null_count else c.indices)
              .to_numpy(zero_copy_only=False) for c in col.chunks]
     if not parts:
@@ -595,6 +595,3 @@ def _attrs_match(raw: str, want: dict[str, str]) -> bool:
         if str(got) != v:
             return False
     return True
-
-
-
