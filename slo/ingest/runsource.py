@@ -30,11 +30,11 @@ MEMORY_LIMIT = os.environ.get("SLO_DUCKDB_MEMORY")
 def memory_limit(spans: int = 0) -> str:
     """DuckDB's memory limit for a run of `spans` spans (`SLO_DUCKDB_MEMORY` if set).
 
-    The detectors' queries are what fill it. 512MB at least: at 10M spans that took 0.15 GiB
-    off the check's peak against 1GB, for a few percent more detector CPU. 24 bytes a span
-    past that (100M spans: 2.3GB): some of their operators do not spill (at 10M spans the
-    slow_statement query needs 100-200MB, and at 100M 512MB ran out)."""
-    return MEMORY_LIMIT or f"{max(512, (24 * spans) >> 20)}MB"
+    The detectors' queries are what fill it, and some of their operators do not spill: at
+    10M spans every detector ran at 200MB and slow_statement not at 100MB; at 100M spans
+    512MB ran out. So 24 bytes a span, and 256MB at least (10M spans: a peak of 1.83-1.86 GiB
+    at 256MB against 1.94-1.96 GiB at 512MB, for the same CPU; bench/check.py)."""
+    return MEMORY_LIMIT or f"{max(256, (24 * spans) >> 20)}MB"
 
 
 def connect(temp_dir: Path | None = None, spans: int = 0) -> Any:

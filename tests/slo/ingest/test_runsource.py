@@ -141,3 +141,20 @@ def test_cut_calls_from_parquet_equal_the_whole_table(tmp_path):
     assert any("sampler attributes on 3" in s for s in lazy.signals)
     assert lazy.as_dict() == whole.as_dict()
     assert (lazy.row_complete == whole.row_complete).all()
+
+
+def test_duckdb_memory_limit_grows_with_the_run(tmp_path, monkeypatch):
+    """Some detector operators do not spill: a run of 100M spans gets about 2.1 GiB, a small
+    one 256MB, and SLO_DUCKDB_MEMORY wins over both."""
+    from slo.ingest import runsource
+
+    monkeypatch.setattr(runsource, "MEMORY_LIMIT", None)
+    assert runsource.memory_limit(0) == runsource.memory_limit(1_000_000) == "256MB"
+    assert runsource.memory_limit(100_000_000) == "2288MB"
+    source = _store(tmp_path).source("cand")
+    source.fit(100_000_000)
+    got = source.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert got == "2.1 GiB", got  # (DuckDB reads MB as 10**6 bytes)
+    monkeypatch.setattr(runsource, "MEMORY_LIMIT", "300MB")
+    assert runsource.memory_limit(100_000_000) == "300MB"
+    source.close()
