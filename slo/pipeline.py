@@ -166,8 +166,6 @@ def read_for_check(store: Any, run_ids: str | list[str], *, start_ns: int | None
     source is None. From Parquet, `slo.ingest.store.DICTIONARY_COLUMNS` come dictionary-
     encoded (`RunIndex.codes` reads their codes as they are).
     """
-    import pyarrow as pa
-
     from slo.ingest.store import DICTIONARY_COLUMNS
     from slo.judge.check import CHECK_COLUMNS, CORE_COLUMNS
 
@@ -179,9 +177,6 @@ def read_for_check(store: Any, run_ids: str | list[str], *, start_ns: int | None
     # 4-byte code per span each instead of the strings (10M spans: ~1 GiB less)
     spans = store.read(run_ids, start_ns=start_ns, end_ns=end_ns, columns=CORE_COLUMNS,
                        dictionary=DICTIONARY_COLUMNS, contiguous=True, packed_ids=True)
-    # the Parquet pages decoded on the way are free now: give them back (system pool:
-    # malloc_trim), or the run's peak carries them (10M spans: about 0.2 GiB)
-    pa.default_memory_pool().release_unused()
     return spans, source
 
 

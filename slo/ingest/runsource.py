@@ -37,13 +37,18 @@ def memory_limit(spans: int = 0) -> str:
     return MEMORY_LIMIT or f"{max(256, (24 * spans) >> 20)}MB"
 
 
+def fit(con: Any, spans: int) -> None:
+    """Set DuckDB connection `con`'s memory limit for a run of this many spans."""
+    con.execute(f"SET memory_limit = '{memory_limit(spans)}'")
+
+
 def connect(temp_dir: Path | None = None, spans: int = 0) -> Any:
     """A DuckDB connection that spills to `temp_dir` (default: the system's) past
     `memory_limit(spans)` instead of growing with the run."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{memory_limit(spans)}'")
+    fit(con, spans)
     # a directory of its own (DuckDB makes it when it first spills and removes it on close)
     temp = temp_dir or Path(tempfile.gettempdir()) / f"slo-duckdb-{os.getpid()}-{id(con):x}"
     con.execute(f"SET temp_directory = '{str(temp).replace(chr(39), chr(39) * 2)}'")
@@ -112,7 +117,7 @@ class RunSource:
 
     def fit(self, spans: int) -> None:
         """Size DuckDB's memory limit to a run of this many spans (`memory_limit`)."""
-        self.con.execute(f"SET memory_limit = '{memory_limit(spans)}'")
+        fit(self.con, spans)
 
     def close(self) -> None:
         if self._con is not None:

@@ -19,7 +19,6 @@ a few ms), not for production web traffic; Sentry's published rules are the mode
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -211,13 +210,15 @@ class _Context:
             return True
         import pyarrow.parquet as pq
 
+        from slo.ingest.store import READERS
+
         def found(path: Any) -> bool:
             col = pq.ParquetFile(path).read(columns=["attributes"], use_threads=False)
             return any(_matches_whole(c, pattern) for c in col.column(0).chunks)
 
         # a file per thread: reading and searching run without the GIL (10M spans: the
         # search's wall time 5.5 -> about 3 s on two cores); the first match ends it
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(READERS) as pool:
             try:
                 return any(pool.map(found, self.files))
             finally:
