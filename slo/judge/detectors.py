@@ -1036,6 +1036,10 @@ def run_detectors(
                 found = detect(ctx, options[name])
             except duckdb.Error as e:  # odd data must not end in a traceback
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if isinstance(e, duckdb.OutOfMemoryException):  # what the user can change
+                    limit = ctx.con.sql("SELECT current_setting('memory_limit')").fetchall()
+                    first += (f" (DuckDB's limit is {limit[0][0]}: set SLO_DUCKDB_MEMORY "
+                              "higher, e.g. SLO_DUCKDB_MEMORY=4GB)")
                 raise SloError(f"detector {name} could not run over these spans: {first}") from e
             for f in found:
                 f["fails"] = bool(options[name]["fail"])

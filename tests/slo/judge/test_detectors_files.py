@@ -88,3 +88,22 @@ def test_sensitive_data_over_the_files_finds_rare_kinds_and_e_mails(tmp_path):
     assert _sensitive_over_files(tmp_path / "b", [{"to": "jane@example.com"}]) == {
         ("to", "email")}
     assert _sensitive_over_files(tmp_path / "c", [{"n": "4111-1111-1111-1112"}]) == set()
+
+
+def test_a_detector_out_of_duckdb_memory_says_which_setting_to_raise(tmp_path):
+    import pytest
+    from spangen import generate
+
+    from slo.errors import SloError
+
+    w = StoreWriter(tmp_path / "store")
+    w.append(generate(3000, seed=3, run_id="big", bugs=["n_plus_one"]))
+    w.close()
+    spans, source = read_for_check(SpanStore(tmp_path / "store"), "big")
+    try:
+        source.con.execute("SET memory_limit = '1MB'")
+        with pytest.raises(SloError, match=r"could not run over these spans: .*Out of Memory"
+                           r".*DuckDB's limit is .*: set SLO_DUCKDB_MEMORY higher"):
+            run_detectors(spans, sql=source.sql, con=source.con)
+    finally:
+        source.close()
