@@ -11,6 +11,7 @@ spans, plus the unlabelled spans of its traces (adopted), inside the time window
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slo.ingest import marks
 from slo.ingest.spans import SCHEMA
 
 #: What DuckDB may hold before it spills to its temp directory (DuckDB's default: 80% of RAM);
@@ -153,7 +155,10 @@ class RunSource:
         """The attributes JSON of the spans where the RE2 `pattern` matches somewhere.
 
         `any_of`: substrings one of which every match contains; a plain substring search
-        first spares the regular expression nearly every span (a run's worth of JSON)."""
+        first spares the regular expression nearly every span (a run's worth of JSON); when
+        the files' records say none of them is there (`slo.ingest.marks`), nothing is read."""
+        if any_of and marks.absent(self.files, [re.escape(w) for w in any_of]):
+            return pa.array([], pa.string())
         where = "regexp_matches(attributes, $1)"
         if any_of:
             words = " OR ".join(f"contains(attributes, ${i + 2})" for i in range(len(any_of)))

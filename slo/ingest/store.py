@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from slo.errors import SourceError
 from slo.ingest import runmeta
+from slo.ingest.marks import Marker
 from slo.ingest.runmeta import run_dir_name as run_dir_name  # re-exported
 from slo.ingest.spanids import ID_COLUMNS, hex16, packed
 from slo.ingest.spans import SCHEMA
@@ -820,8 +821,10 @@ class _RunFile:
                                        write_statistics=_STATISTICS_COLUMNS)
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
+        self.marker = Marker()  # what the attributes hold, for the check (slo.ingest.marks)
 
     def add(self, batch: pa.RecordBatch) -> None:
+        self.marker.add(batch.column("attributes"))
         self.pending.append(batch)
         self.rows += batch.num_rows
         if self.rows >= self.ROW_GROUP:
@@ -835,5 +838,6 @@ class _RunFile:
 
     def finish(self) -> None:
         self.flush()
+        self.writer.add_key_value_metadata(self.marker.metadata())
         self.writer.close()
         os.replace(self.tmp, self.final)

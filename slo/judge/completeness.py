@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slo.ingest.marks import SAMPLING_WORDS
 from slo.ingest.spans import TRACESTATE_ATTR
 from slo.judge.tree import RunIndex
 
@@ -42,7 +43,7 @@ _SAMPLER_KEYS = re.compile(
 #: One pass over the attributes finds every span worth a closer look.
 _SIGNAL_KEYS = r'"(sampler\.|sampling\.|otel\.sampling|slo\.tracestate")'
 #: Words every match of _SIGNAL_KEYS contains: a cheap pre-filter for the regular expression.
-_SIGNAL_WORDS = ("sampl", '"slo.tracestate"')
+_SIGNAL_WORDS = SAMPLING_WORDS  # (compaction records whether a file holds them)
 _OT_SAMPLING = re.compile(r"(?:^|,)\s*ot=[^,]*\b(?:th|p|r|rv):")
 #: Client calls without an answering server span, as a share of all calls, that says sampling.
 UNANSWERED_SHARE = 0.5

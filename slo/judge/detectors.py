@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 
 from slo import units
 from slo.errors import SloError
+from slo.ingest import marks
 from slo.ingest.spans import (
     CLIENT_PORT_ATTRS,
     HTTP_HOST_ATTRS,
@@ -127,20 +127,6 @@ def _ms(ns: float | int | None) -> float:
     return round(float(ns or 0) / _NS, 3)
 
 
-def _matches_whole(chunk: pa.Array, pattern: str) -> bool:
-    """Whether `pattern` matches somewhere in the string array's data, searched as one
-    string (zero-copy: the values lie end to end in one buffer)."""
-    if len(chunk) == 0 or chunk.null_count == len(chunk):
-        return False
-    if not pa.types.is_string(chunk.type):
-        chunk = chunk.cast(pa.string())
-    offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset:chunk.offset + len(chunk) + 1]
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    whole = pa.LargeStringArray.from_buffers(
-        1, pa.py_buffer(np.array([0, hi - lo], np.int64)), chunk.buffers()[2].slice(lo, hi - lo))
-    return bool(pc.match_substring_regex(whole, pattern)[0].as_py())
-
-
 class _Context:
     """One DuckDB connection over a run, plus shared relations built once.
 
@@ -200,29 +186,21 @@ class _Context:
 
     def attributes_match(self, pattern: str) -> bool:
         """Whether the RE2 `pattern` matches in the attributes of any span, searched a
-        segment at a time (each file's or chunk's JSON objects end to end, as they lie in
-        memory: a match cannot run from one object into the next when the pattern cannot
-        cross a `}{`). True when the spans' files are not known."""
+        segment at a time (`slo.ingest.marks.search`), or known from the files' records of
+        what they hold (`slo.ingest.marks`). True when the spans' files are not known."""
         if self.own_attributes:
-            return any(_matches_whole(c, pattern)
-                       for c in self.ix.column("attributes").chunks)
+            return any(marks.search(c, pattern) for c in self.ix.column("attributes").chunks)
         if self.files is None:
             return True
-        import pyarrow.parquet as pq
-
         from slo.ingest.store import READERS
 
-        def found(path: Any) -> bool:
-            col = pq.ParquetFile(path).read(columns=["attributes"], use_threads=False)
-            return any(_matches_whole(c, pattern) for c in col.column(0).chunks)
+        # a file per thread (10M spans without records: the search's wall 5.5 -> about 3 s)
+        return marks.any_file_matches(self.files, pattern, READERS)
 
-        # a file per thread: reading and searching run without the GIL (10M spans: the
-        # search's wall time 5.5 -> about 3 s on two cores); the first match ends it
-        with ThreadPoolExecutor(READERS) as pool:
-            try:
-                return any(pool.map(found, self.files))
-            finally:
-                pool.shutdown(cancel_futures=True)
+    def attributes_absent(self, patterns: Sequence[str]) -> bool:
+        """True when the files' records say no span's attributes hold any of `patterns`."""
+        return (not self.own_attributes and self.files is not None
+                and marks.absent(self.files, patterns))
 
     def traces(self) -> int:
         return self.ix.n_traces
@@ -867,10 +845,7 @@ def _slow_statement(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
 
 # Pre-selection in DuckDB (RE2): cheap, generous; Python then verifies each value.
 _PRESELECT_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-_PRESELECT_RARE = (
-    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|(^|[^0-9A-Za-z])(4|5[1-5]|2[2-7]|3[47]|6[045])[0-9]([ -]?[0-9]){10,16}([^0-9A-Za-z]|$)"
-)
+_PRESELECT_RARE = marks.SENSITIVE_RARE  # (tokens and card numbers; compaction records it)
 _PRESELECT = f"{_PRESELECT_EMAIL}|{_PRESELECT_RARE}"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"\bbearer\s+([A-Za-z0-9._~+/=-]{8,})", re.I)
@@ -931,6 +906,8 @@ def _sensitive_data(ctx: _Context, o: dict[str, Any]) -> list[dict[str, Any]]:
     # A regular expression per span costs about 0.45 us whatever it is (10M spans: 4.5 s);
     # searched over a whole segment's attributes at once it runs at RE2's pace. Tokens and
     # card numbers are rare: when no segment holds one, only spans with an "@" are searched.
+    if ctx.attributes_absent([_PRESELECT_RARE, marks.AT]):
+        return []  # (an e-mail address has an "@")
     if ctx.attributes_match(_PRESELECT_RARE):
         where, params = "regexp_matches(attributes, $1)", [_PRESELECT, limit]
     else:
