@@ -52,7 +52,9 @@ class Exemplars:
             ev = evals[r.slo]
             picks = attribution_picks(ev)
             self.needed |= {x["trace_id"] for x in self.ix.rows(ev.rows[picks], ["trace_id"])}
-        trace_rows = self.ix.trace_rows(self.needed)
+        # the shown traces whole; the rest only as attribution reads them
+        trace_rows = {**self.ix.trace_rows(self.needed - shown, whole=False),
+                      **self.ix.trace_rows(shown)}
         traces = {tid: TraceView.from_dict(trace_dict(trace_rows[tid], "candidate"))
                   for tid in sorted(shown) if trace_rows.get(tid)}
         for r in attribute:

@@ -144,14 +144,16 @@ def summarize_slo(ix: RunIndex, ev: SloEval, trace_rows: dict[str, list[dict[str
     return out
 
 
-def _needed_for_summary(ix: RunIndex, ev: SloEval) -> set[str]:
+def _needed_for_summary(ix: RunIndex, ev: SloEval) -> tuple[set[str], set[str]]:
+    """The trace ids of the SLO's profile (attribution's picks) and those the baseline keeps
+    whole (its p50 and p90 requests)."""
     if not ev.n:
-        return set()
-    rows = list(ev.rows[attribution_picks(ev)])
+        return set(), set()
+    picks = ix.rows(ev.rows[attribution_picks(ev)], ["trace_id"])
     lat = latency_summary(ev.durations)
-    rows += [ev.rows[nearest(ev.durations, lat["p50"])], ev.rows[nearest(ev.durations,
-                                                                          lat["p90"])]]
-    return {r["trace_id"] for r in ix.rows(np.array(rows), ["trace_id"])}
+    kept = ix.rows(np.array([ev.rows[nearest(ev.durations, lat["p50"])],
+                             ev.rows[nearest(ev.durations, lat["p90"])]]), ["trace_id"])
+    return {r["trace_id"] for r in picks}, {r["trace_id"] for r in kept}
 
 
 def run_info(ix: RunIndex, run_id: str | None, run_meta: dict[str, Any] | None = None
@@ -196,10 +198,14 @@ def summarize_run(spec: Spec, spans: pa.Table, run_id: str | None = None,
     codes, labels, starts = slice_labels(ix, slices) if slices is not None else (None, [], [])
     run_id = run_id or detect_run_id(spans)
     evals = [evaluate(ix, s) for s in spec.slos]
-    needed: set[str] = set()
+    profiled: set[str] = set()
+    kept: set[str] = set()
     for ev in evals:
-        needed |= _needed_for_summary(ix, ev)
-    trace_rows = ix.trace_rows(needed)
+        p, k = _needed_for_summary(ix, ev)
+        profiled |= p
+        kept |= k
+    # the traces a baseline keeps whole; the profiled ones only as attribution reads them
+    trace_rows = {**ix.trace_rows(profiled - kept, whole=False), **ix.trace_rows(kept)}
     slos: dict[str, dict[str, Any]] = {}
     traces: dict[str, dict[str, Any]] = {}
     for ev in evals:

@@ -79,12 +79,19 @@ def test_report_from_parquet_on_demand_equals_the_whole_table(tmp_path):
 
     spans, source = read_for_check(store, "cand")
     assert source is not None and spans.column_names == CORE_COLUMNS
+    read_whole: set[str] = set()
+    traces = source.traces
+    source.traces = lambda ids, *a: (read_whole.update(ids), traces(ids, *a))[1]
     lazy = run_check(spec, spans, baseline, source=source)
     whole = run_check(spec, store.read("cand"), baseline)
+    # only the traces the report shows are read whole from the files
+    assert read_whole == set(lazy["traces"]) - set(baseline["traces"])
     assert {f["detector"] for f in lazy["findings"]} >= {"n_plus_one", "serial_fanout"}
     assert any(s["service"] == "inventory-service" for t in lazy["traces"].values()
                for s in t["spans"])  # adopted spans are in the shown traces
     assert any(s["attributes"] for t in lazy["traces"].values() for s in t["spans"])
+    # attributed from traces read as attribution reads them (held columns only), by statement
+    assert any(c["statement"] for r in lazy["results"] for c in r.get("contributions") or [])
     assert _same(lazy, whole)
 
 
