@@ -175,7 +175,10 @@ class RunIndex:
         ok = np.fromiter((bool(predicate(v)) for v in values), bool, len(values))
         if len(values) == 0:
             return np.zeros(self.n, bool)
-        return ok[idx]
+        hits = np.flatnonzero(ok)
+        if len(hits) == 1:  # (one value, as a selector names it: a compare, not a gather)
+            return idx == hits[0]
+        return np.append(ok, False)[idx]  # (a null's code, -1, is the appended False)
 
     # -- tree ------------------------------------------------------------------------------
 

@@ -193,3 +193,22 @@ def test_parents_whose_ids_differ_only_in_the_bits_the_sort_drops():
                       name="child", start_ns=1, end_ns=2) for i in range(8)]
     want = [None if r["parent_span_id"] == "" else (tid, r["parent_span_id"]) for r in rows]
     assert _parents(RunIndex(table_from_rows(rows)), rows) == want
+
+
+def test_a_span_without_a_value_matches_no_selector():
+    """A null's code is -1: it must not read the last distinct value's answer."""
+    import pyarrow as pa
+
+    from slo.judge.spec import Selector
+
+    rows = [make_row(trace_id=f"{i:032x}", span_id=f"{i + 1:016x}", name=name, start_ns=i,
+                     end_ns=i + 1, service=svc)
+            for i, (svc, name) in enumerate([("a", "GET /x"), ("b", "GET /y"), ("c", "GET /z")])]
+    t = table_from_rows(rows)
+    for col in ("service", "name"):
+        vals = t[col].to_pylist()
+        t = t.set_column(t.schema.get_field_index(col), col, pa.array([vals[0], None, vals[2]]))
+    ix = RunIndex(t)
+    assert ix.select(Selector(service="c")).tolist() == [2]  # one value: a compare
+    assert ix.select(Selector(span_regex="^GET /[xz]$")).tolist() == [0, 2]  # several: a gather
+    assert ix.select(Selector(span_regex="^GET")).tolist() == [0, 2]
