@@ -128,8 +128,7 @@ def assess(ix: RunIndex, requests: int | None = None) -> Completeness:
     # traces: the callee's spans were cut (sampled, dropped, or sent to another trace).
     kind_codes, kinds = ix.codes("kind")
     sys_codes, systems = ix.codes("db_system")
-    db_or_cache = np.array([bool(s) for s in systems], bool)[sys_codes] if systems \
-        else np.zeros(ix.n, bool)
+    db_or_cache = np.array([bool(s) for s in systems] + [False], bool)[sys_codes]  # (-1: null)
     client = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k == "client"]) & \
         ~db_or_cache
     server = np.isin(kind_codes, [i for i, k in enumerate(kinds) if k in ("server", "consumer")])

@@ -279,9 +279,10 @@ class RunIndex:
             return np.zeros(0, bool)
         sys_codes, systems = self.codes("db_system")
         stmt_codes, stmts = self.codes("db_statement")
-        cache = np.array([s.lower() in CACHE_SYSTEMS for s in systems], bool)
-        has_sys = np.array([s != "" for s in systems], bool)
-        has_stmt = np.array([s != "" for s in stmts], bool)
+        # (each with a last False: a null's code, -1, reads it)
+        cache = np.array([s.lower() in CACHE_SYSTEMS for s in systems] + [False], bool)
+        has_sys = np.array([s != "" for s in systems] + [False], bool)
+        has_stmt = np.array([s != "" for s in stmts] + [False], bool)
         return (has_sys[sys_codes] | has_stmt[stmt_codes]) & ~cache[sys_codes]
 
     @cached_property

@@ -212,3 +212,17 @@ def test_a_span_without_a_value_matches_no_selector():
     assert ix.select(Selector(service="c")).tolist() == [2]  # one value: a compare
     assert ix.select(Selector(span_regex="^GET /[xz]$")).tolist() == [0, 2]  # several: a gather
     assert ix.select(Selector(span_regex="^GET")).tolist() == [0, 2]
+
+
+def test_a_span_without_a_db_system_or_statement_is_no_query():
+    import pyarrow as pa
+
+    rows = [make_row(trace_id="1" * 32, span_id=f"{i + 1:016x}", name=n, start_ns=i,
+                     end_ns=i + 1, service="svc", attributes=a)
+            for i, (n, a) in enumerate([("GET /", {}), ("SELECT", {"db.system": "sqlite",
+                                                                    "db.statement": "SELECT 1"})])]
+    t = table_from_rows(rows)
+    for col in ("db_system", "db_statement"):
+        t = t.set_column(t.schema.get_field_index(col), col,
+                         pa.array([None, t[col][1].as_py()], pa.string()))
+    assert RunIndex(t).is_db.tolist() == [False, True]
