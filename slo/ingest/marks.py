@@ -15,7 +15,9 @@ simply not recorded in older files, and they are searched as before.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -90,22 +92,33 @@ def recorded(path: str | Path) -> dict[str, bool]:
     """The patterns a file's record says are or are not in its attributes ({} when it has
     no record: searching it is the only way to know)."""
     try:
+        st = os.stat(path)
+    except OSError:
+        return {}  # (the read proper names a missing file)
+    return dict(_recorded(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=8192)
+def _recorded(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, bool], ...]:
+    """`recorded`, once per version of a file: a check asks each footer up to three times
+    (sensitive_data twice, completeness once), and a long run has thousands of files."""
+    try:
         meta = pq.read_metadata(path).metadata or {}
     except (OSError, pa.ArrowException):
-        return {}  # (the read proper names an unreadable file)
+        return ()  # (the read proper names an unreadable file)
     raw = meta.get(KEY)
     if raw is None:
-        return {}
+        return ()
     try:
         record = json.loads(raw)
     except ValueError:
-        return {}
+        return ()
     if not isinstance(record, dict) or record.get("version") != VERSION:
-        return {}
+        return ()
     found = record.get("found")
     if not isinstance(found, dict):
-        return {}
-    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, bool)}
+        return ()
+    return tuple((k, v) for k, v in found.items() if isinstance(k, str) and isinstance(v, bool))
 
 
 def file_matches(path: str | Path, pattern: str,
