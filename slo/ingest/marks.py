@@ -19,7 +19,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -121,11 +121,10 @@ def _recorded(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, bool], ..
     return tuple((k, v) for k, v in found.items() if isinstance(k, str) and isinstance(v, bool))
 
 
-def file_matches(path: str | Path, pattern: str,
-                 record: Callable[[str | Path], dict[str, bool]] = recorded) -> bool:
+def file_matches(path: str | Path, pattern: str) -> bool:
     """Whether the attributes of one Parquet file of spans hold a match of `pattern`: from its
     record when it has one for this pattern, else by reading and searching them."""
-    known = record(path).get(pattern)
+    known = recorded(path).get(pattern)
     if known is not None:
         return known
     col = pq.ParquetFile(path).read(columns=["attributes"], use_threads=False).column(0)

@@ -474,7 +474,7 @@ class RunIndex:
         statement as its only attribute), from the columns held here even when the store
         holds the rest. Traces read whole from the store cost their row groups' every column,
         and a report's attribution traces lie in nearly every row group (10M spans: 136
-        traces read whole, 1.5 CPU-s of Parquet decoding; 28 shown need it)."""
+        traces read whole, 1.5 CPU-s of Parquet decoding, for the 18 a report showed)."""
         ids = sorted(set(trace_ids))
         if not ids or self.n == 0:
             return {}
