@@ -3,6 +3,8 @@
     .venv/bin/python bench/gate_overhead.py                     # --duration 6, 2 runs
     .venv/bin/python bench/gate_overhead.py --duration 6 --runs 3 --bugs n_plus_one
     PYTHONPATH=/tmp/old-tree .venv/bin/python bench/gate_overhead.py   # another tree's gate
+    .venv/bin/python bench/gate_overhead.py --runs 3 --busy 1 --alternate   # quiet, busy, quiet, ...
+    .venv/bin/python bench/gate_overhead.py --runs 3 --busy 1 --alternate --tree /tmp/old-tree --tree .
 
 Runs real gates (collector, SUT, Locust, check) and prints a phase table per run. The
 reference is the load the gate must run anyway, measured in the same run: the slices (with
@@ -16,6 +18,12 @@ Phases come from the gate's report (`report["gate"]["phases"]`, seconds) when it
 otherwise (an older gate) from the arrival times of the gate's own progress lines, stamped
 by this script as they arrive, so the two can be compared. Python start-up before the first
 line and shutdown after the last are always measured here.
+
+A busy box: `--busy N` holds N cores with spinning processes (`while True: pass`) started
+before each gate and killed after it, the way a neighbouring job would; with `--alternate`
+runs take turns quiet and busy, and with several `--tree`s the trees take turns too (every
+combination once per round, `--runs` rounds), so one session's drift hits every condition
+alike. The end is a table of each phase's median per condition.
 """
 
 from __future__ import annotations
@@ -48,9 +56,21 @@ MARKERS = [
 ]
 
 
-def one_gate(duration: float, bugs: str, users: int, warmup: float | None) -> dict:
+def start_hogs(n: int) -> list[subprocess.Popen]:
+    """`n` processes that each spin one core until killed: another job on the box."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop_hogs(hogs: list[subprocess.Popen]) -> None:
+    for h in hogs:
+        h.kill()
+        h.wait()
+
+
+def one_gate(duration: float, bugs: str, users: int, warmup: float | None,
+             tree: str | None = None) -> dict:
     bindir = Path(sys.executable).parent
-    pythonpath = os.environ.get("PYTHONPATH") or str(ROOT)
+    pythonpath = tree or os.environ.get("PYTHONPATH") or str(ROOT)
     env = dict(os.environ, PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1",
                PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
     with tempfile.TemporaryDirectory(prefix="gate-overhead-") as tmp:
@@ -116,26 +136,70 @@ def main() -> int:
     ap.add_argument("--bugs", default="", help="candidate bugs (default none: an A/A gate)")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--warmup", type=float, default=None, help="the gate's --warmup (default its own)")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="hold N cores with spinning processes during each gate (0)")
+    ap.add_argument("--alternate", action="store_true",
+                    help="with --busy: alternate quiet and busy runs (--runs of each)")
+    ap.add_argument("--tree", action="append", default=[], metavar="PATH",
+                    help="the source tree whose gate runs (PYTHONPATH); repeat to alternate trees")
     args = ap.parse_args()
+    trees = [str(Path(t).resolve()) for t in args.tree] or [os.environ.get("PYTHONPATH") or str(ROOT)]
+    loads = [0, args.busy] if args.alternate and args.busy else [args.busy]
     print(f"gate --duration {args.duration:g} --users {args.users}"
           + (f" --bugs {args.bugs}" if args.bugs else "")
           + (f" --warmup {args.warmup:g}" if args.warmup is not None else "")
-          + f"; PYTHONPATH={os.environ.get('PYTHONPATH') or ROOT}", flush=True)
-    results = []
+          + f"; trees {', '.join(trees)}; busy cores {' / '.join(map(str, loads))}; "
+          + f"{os.cpu_count()} CPUs", flush=True)
+    conditions = [(tree, busy) for busy in loads for tree in trees]
+    results: dict[tuple[str, int], list[dict]] = {c: [] for c in conditions}
     for i in range(args.runs):
-        r = one_gate(args.duration, args.bugs, args.users, args.warmup)
-        results.append(r)
-        print(f"\nrun {i + 1}/{args.runs}: exit {r['exit']}, wall {r['wall']:.1f} s, "
-              f"load {r['load']:.1f} s, non-load {r['non_load']:.1f} s, "
-              f"non-load/load {r['ratio']:.2f}, CPU of the gate's processes {r['cpu']:.1f} s")
-        for name, sec in r["rows"].items():
-            mark = "  (load)" if name == "load" else ""
-            print(f"  {name:<22} {sec:6.2f} s{mark}")
-    non_load = [r["non_load"] for r in results]
-    print(f"\nnon-load median {statistics.median(non_load):.1f} s "
-          f"(min {min(non_load):.1f}, max {max(non_load):.1f}); goal <= 6 s; "
-          f"non-load/load median {statistics.median(r['ratio'] for r in results):.2f}")
+        for tree, busy in conditions:
+            hogs = start_hogs(busy)
+            try:
+                r = one_gate(args.duration, args.bugs, args.users, args.warmup, tree)
+            finally:
+                stop_hogs(hogs)
+            results[(tree, busy)].append(r)
+            print(f"\nrun {i + 1}/{args.runs} ({name_of(tree, busy, trees)}): exit {r['exit']}, "
+                  f"wall {r['wall']:.1f} s, load {r['load']:.1f} s, non-load {r['non_load']:.1f} s, "
+                  f"non-load/load {r['ratio']:.2f}, CPU of the gate's processes {r['cpu']:.1f} s",
+                  flush=True)
+            for name, sec in r["rows"].items():
+                mark = "  (load)" if name == "load" else ""
+                print(f"  {name:<22} {sec:6.2f} s{mark}", flush=True)
+    print()
+    for cond, rs in results.items():
+        non_load = [r["non_load"] for r in rs]
+        print(f"{name_of(*cond, trees)}: non-load median {statistics.median(non_load):.1f} s "
+              f"(min {min(non_load):.1f}, max {max(non_load):.1f}); goal <= 6 s; "
+              f"non-load/load median {statistics.median(r['ratio'] for r in rs):.2f}")
+    if len(conditions) > 1:
+        print_table(results, trees)
     return 0
+
+
+def name_of(tree: str, busy: int, trees: list[str]) -> str:
+    where = f"tree {trees.index(tree) + 1}, " if len(trees) > 1 else ""
+    return where + (f"busy {busy}" if busy else "quiet")
+
+
+def print_table(results: dict[tuple[str, int], list[dict]], trees: list[str]) -> None:
+    """Each phase's median per condition (seconds), non-load's last."""
+    names: list[str] = []
+    for rs in results.values():
+        for r in rs:
+            names += [n for n in r["rows"] if n not in names]
+    heads = [name_of(*c, trees) for c in results]
+    width = max(10, *(len(h) for h in heads))
+    print("\nmedians (s)".ljust(24) + "".join(h.rjust(width + 2) for h in heads))
+    for n in [*names, "non_load", "cpu"]:
+        cells = []
+        for rs in results.values():
+            vals = [r[n] if n in ("non_load", "cpu") else r["rows"].get(n) for r in rs]
+            vals = [v for v in vals if v is not None]
+            cells.append(f"{statistics.median(vals):.2f}" if vals else "-")
+        label = {"non_load": "NON-LOAD", "cpu": "CPU (tree)"}.get(n, n)
+        print(f"  {label:<22}" + "".join(c.rjust(width + 2) for c in cells))
 
 
 if __name__ == "__main__":

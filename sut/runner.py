@@ -152,12 +152,43 @@ def preload_services(settings: Settings | None = None) -> None:
         importlib.import_module(module)
 
 
+#: longest sleep of a stopping gunicorn master between two looks at its workers
+STOP_POLL = 0.01
+
+
+def prompt_arbiter() -> type:
+    """gunicorn's master (`Arbiter`), stopping as soon as its workers have exited.
+
+    Its `stop` waits for the workers in `time.sleep(0.1)` steps and sleeps once more after
+    reaping the last: a worker that flushes its spans and exits in 10 ms still kept its
+    master 0.2 s, and the gate waits for the SUT's exit after every load. While it stops, the
+    master's sleeps are at most STOP_POLL; everything else is gunicorn's own stop."""
+    import types
+
+    import gunicorn.arbiter as arbiter
+
+    prompt = types.ModuleType("time")
+    prompt.__dict__.update(vars(time))
+    prompt.sleep = lambda seconds: time.sleep(min(seconds, STOP_POLL))  # type: ignore[attr-defined]
+
+    class PromptArbiter(arbiter.Arbiter):  # type: ignore[misc]
+        def stop(self, graceful: bool = True) -> None:
+            arbiter.time = prompt  # type: ignore[attr-defined]
+            try:
+                super().stop(graceful)
+            finally:
+                arbiter.time = time  # type: ignore[attr-defined]
+
+    return PromptArbiter
+
+
 def serve_forked(service: str, opts: UpOptions) -> int:
     """In a child forked by `Stack.start`: run one service's gunicorn master (which forks its
     workers; each builds the app, and its tracer provider, after that fork)."""
     from gunicorn.app.base import BaseApplication
 
     settings = gunicorn_settings(service, opts)
+    arbiter = prompt_arbiter()
 
     class ServiceApp(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -168,6 +199,13 @@ def serve_forked(service: str, opts: UpOptions) -> int:
             from sut.app import create_app
 
             return create_app(service)
+
+        def run(self) -> None:  # BaseApplication.run, with the prompt arbiter
+            try:
+                arbiter(self).run()
+            except RuntimeError as e:
+                print(f"\nError: {e}\n", file=sys.stderr, flush=True)
+                sys.exit(1)
 
     ServiceApp().run()  # gunicorn's arbiter: returns by SystemExit when it stops
     return 0

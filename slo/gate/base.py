@@ -37,6 +37,10 @@ class Target(ABC):
     #: the target once Locust has exited and reads when it is gone, instead of waiting for
     #: `span_settle` of quiet. This lets the target export in long batches during the load.
     flushes_on_stop: bool = False
+    #: True when both sides run on this machine: their spans' start times are on the gate's
+    #: clock, so the warm-up can count from the first request that flowed end to end
+    #: (remote sides' clocks may be off by more than the wait for that request to be seen)
+    local: bool = False
 
     @abstractmethod
     def start(self, gate: Gate) -> None: ...

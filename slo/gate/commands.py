@@ -34,6 +34,7 @@ OTEL_DEFAULTS = {
 
 class CommandsTarget(Target):
     kind = "commands"
+    local = True
 
     def __init__(self, baseline_cmd: str, candidate_cmd: str, health: str = "/",
                  timeout: float = 60.0) -> None:

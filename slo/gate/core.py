@@ -143,6 +143,7 @@ class Gate:
         #: wall seconds per phase, in order (report["gate"]["phases"]): where the time went
         self.phases: dict[str, float] = {}
         self._phase_mark = self.t0
+        self._traffic_since: float | None = None  # when the wait for traffic began
 
     def phase(self, name: str) -> None:
         """Close the phase `name`: the time since the previous phase ended is its wall time."""
@@ -258,22 +259,43 @@ class Gate:
         env.update(self.target.locust_env())
         return self.spawn("locust", cmd, env)
 
-    def drive(self, locust: Proc) -> dict[str, list[str]]:
-        """Warm up (both sides), then run the slices; returns the run ids per side."""
+    def drive(self, locust: Proc, preload: _Preload | None = None) -> dict[str, list[str]]:
+        """Warm up (both sides), then run the slices; returns the run ids per side.
+
+        `preload`, loading the check's imports meanwhile: its first step (the check's
+        modules, DuckDB) is awaited before the warm-up starts, so a broken install ends the
+        gate before any load is spent (the warm-up counts from the first request anyway);
+        the rest (scipy) ends it before the slices if it has failed by then."""
         sides = plan_slices(self.c.duration, self.c.slice_seconds, self.c.baseline_file is None)
         slice_s = self.c.duration / max(1, sides.count("candidate"))
         # A gap only where the side changes: between two slices of one side a request that
         # straddles the boundary was sent to, and served by, that side either way.
         gaps = [i == 0 or sides[i - 1] != side for i, side in enumerate(sides)]
-        left = self.c.warmup + slice_s * len(sides) + self.c.gap * sum(gaps)
-        self._wait_for_traffic()
+        began = self._wait_for_traffic()
+        if preload is not None:
+            preload.wait(0)
         self.phase("traffic")
+        # the warm-up counts from when the load began to flow to the ready target: the time it
+        # took to see its spans arrive was warm-up already run (0 when unknown)
+        ran = max(0.0, time.monotonic() - began) if began is not None else 0.0
+        half = self.c.warmup / 2
+        first = max(0.0, half - ran)  # the baseline's half
+        # the candidate's half: all of it on its own deployment, else the rest of the warm-up
+        second = half if self.target.separate_hosts else max(0.0, half - max(0.0, ran - half))
+        left = first + second + slice_s * len(sides) + self.c.gap * sum(gaps)
         procs = f" in {self.c.locust_processes} Locust processes" if self.c.locust_processes > 1 else ""
         self.say(f"warm-up {self.c.warmup:.0f} s with {self.c.users} users{procs} "
                  f"({left:.0f} s of load left)")
-        self.sleep(self.c.warmup / 2)
+        self.sleep(first)
         self.set_slice(f"{self.gate_id}-warmup", "candidate")  # two deployments: warm both
-        self.sleep(self.c.warmup / 2)
+        if not self.target.separate_hosts and began is not None:
+            # earlier spans than those first seen have arrived meanwhile (they wait for their
+            # exporter's batch delay): the rest of the warm-up from the earliest
+            began = min(began, self._load_began() or began)
+            second = max(0.0, self.c.warmup - (time.monotonic() - began))
+        self.sleep(second)
+        if preload is not None:
+            preload.raise_error()
         self.phase("warmup")
         ids: dict[str, list[str]] = {"baseline": [], "candidate": []}
         for i, side in enumerate(sides):
@@ -298,25 +320,50 @@ class Gate:
         self.phase("load")
         return ids
 
-    def _wait_for_traffic(self, timeout: float = 90) -> None:
+    def _wait_for_traffic(self, timeout: float = 90) -> float | None:
         """Slices start only once spans flow end to end (Locust -> target -> collector -> store).
 
         On a loaded machine Locust alone can take seconds to start; a slice timed from its
-        launch would otherwise be empty.
+        launch would otherwise be empty. Returns when (monotonic clock) the load began to
+        flow to the ready target: the first warm-up span's start, but not before this wait
+        began (the target was ready; earlier spans are Locust's refused requests); None when
+        the spans' clock is not ours (`Target.local`).
         """
-        from slo.ingest.store import SpanStore
-
-        store = SpanStore(self.store_path)
-        warmup_id = f"{self.gate_id}-warmup"
+        self._traffic_since = time.monotonic()
+        first_ns: list[int] = []
 
         def flowing() -> bool:
-            try:
-                return any(r.run_id == warmup_id and r.spans > 0 for r in store.runs())
-            except SloError:
-                return False
+            first_ns[:] = self._warmup_starts()
+            return bool(first_ns)
 
         self.wait_until("traffic (locust -> target -> collector)", flowing, list(self.procs),
                         timeout)
+        return self._load_began(first_ns[0])
+
+    def _warmup_starts(self) -> list[int]:
+        """The start (ns) of the earliest warm-up span in the store, if any has arrived."""
+        from slo.ingest.store import SpanStore
+
+        warmup_id = f"{self.gate_id}-warmup"
+        try:
+            return [r.start_ns for r in SpanStore(self.store_path).runs()
+                    if r.run_id == warmup_id and r.spans > 0]
+        except SloError:
+            return []
+
+    def _load_began(self, first_ns: int | None = None) -> float | None:
+        """When (monotonic clock) the load began to flow to the ready target, by the earliest
+        warm-up span seen (`first_ns`, else read now); see `_wait_for_traffic`."""
+        if not self.target.local:
+            return None
+        if first_ns is None:
+            starts = self._warmup_starts()
+            if not starts:
+                return None
+            first_ns = starts[0]
+        now = time.monotonic()
+        since = now if self._traffic_since is None else self._traffic_since
+        return min(now, max(since, now - (time.time_ns() - first_ns) / 1e9))
 
     def sleep(self, seconds: float) -> None:
         """Sleep, but end the gate (exit 2) as soon as any of our processes dies."""
@@ -446,18 +493,18 @@ class Gate:
             self.start_collector(wait=False)
             self.target.start(self)
             locust = self.start_locust()
-            # the check's imports (a second of CPU) load while the children boot: after
-            # starting them, not before (this process did nothing else meanwhile)
-            preload = _Preload()
             self.wait_collector()
             self.phase("start")
             self.target.ready(self)
-            preload.join()  # a broken install fails here, before any load is spent
             self.phase("ready")
-            engines = _Preload(_preload_engines)
+            # the check's imports (1-2 s of CPU) load while the gate waits for traffic and
+            # the warm-up runs, not while the collector, the target and Locust boot on the
+            # same cores: there they delayed the target's readiness (most on a busy box)
+            preload = _Preload(_import_check,
+                               lambda: _import_engines(request_level=bool(self.c.baseline_file)))
             t_start = time.monotonic()
-            ids = self.drive(locust)
-            engines.join()
+            ids = self.drive(locust, preload)
+            preload.join()
             per_side = {
                 "candidate": self.c.duration,
                 "baseline": self.c.duration if ids["baseline"] else 0.0,
@@ -524,7 +571,9 @@ def _merged_meta(run_id: str, spans: Any, users: int, seconds: float, bugs: list
             "end_ns": end, "bugs": bugs, **load, "load": load}
 
 
-def _preload_check() -> None:
+def _import_check() -> None:
+    # first: the wait for traffic needs the store's module, and a broken install (DuckDB,
+    # pyarrow) shows here, before the warm-up
     import slo.ingest.store
     import slo.judge.baseline
     import slo.judge.check
@@ -532,31 +581,50 @@ def _preload_check() -> None:
     import slo.report.writers  # noqa: F401
 
 
-def _preload_engines() -> None:
-    # imported lazily where they are used, and slow (scipy.stats ~1 s of CPU): loaded while
-    # the warm-up runs, not while the target boots on the same cores
+def _import_engines(request_level: bool) -> None:
+    # imported lazily where they are used, and slow: a slice-pair check needs Student's t
+    # from scipy.special (0.3 s of CPU), request-level tests (a saved baseline) scipy.stats
+    # (1 s)
+    import importlib
+
     import duckdb  # noqa: F401
-    import scipy.stats  # noqa: F401
+
+    importlib.import_module("scipy.stats" if request_level else "scipy.special")
 
 
 class _Preload(threading.Thread):
-    """The check's imports in a thread while the gate starts processes and runs the load;
-    `join()` re-raises what the import raised (a broken install is the gate's error)."""
+    """Imports in a thread, step after step, while the gate waits (for traffic, during the
+    warm-up and the load); `wait(step)` returns once that step is done, `join()` once all
+    are, and both re-raise what an import raised (a broken install is the gate's error)."""
 
-    def __init__(self, load: Callable[[], None] = _preload_check) -> None:
+    def __init__(self, *steps: Callable[[], None]) -> None:
         super().__init__(name="slo-gate-preload", daemon=True)
         self.error: BaseException | None = None
-        self.load = load
+        self.steps = steps or (_import_check,)
+        self._done = [threading.Event() for _ in self.steps]
         self.start()
 
     def run(self) -> None:
         try:
-            self.load()
+            for step, done in zip(self.steps, self._done, strict=True):
+                step()
+                done.set()
         except BaseException as e:  # noqa: BLE001 - handed to the main thread by join()
             self.error = e
+        finally:
+            for done in self._done:
+                done.set()
+
+    def wait(self, step: int = 0) -> None:
+        self._done[step].wait()
+        self.raise_error()
 
     def join(self, timeout: float | None = None) -> None:
         super().join(timeout)
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        """Re-raise what an import raised, if one has (without waiting for the rest)."""
         if self.error is not None:
             raise self.error
 

@@ -63,6 +63,7 @@ class SutTarget(Target):
     #: gunicorn stops its workers in order and the SDK flushes at each worker's exit: once `sut
     #: up` has exited, every span the SUT recorded is in the collector's write-ahead log
     flushes_on_stop = True
+    local = True
     #: seconds between clearing the run id and flipping the bugs: Locust processes see the
     #: empty id within one poll (50 ms) and the requests already sent with the last slice's
     #: id finish under that slice's bugs, so a baseline slice never holds a request that the

@@ -20,6 +20,7 @@ web UI and the users keep running while they work.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -284,6 +285,16 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
     print(text, flush=True)
     STATE["exit_code"] = code
     environment.process_exit_code = code
+
+
+@events.quitting.add_listener
+def _on_quitting_last(environment: Any, **_kw: Any) -> None:
+    """In a gate's Locust (it follows a run-id file), after everything else at `quitting`:
+    the process exits next, and its last garbage collection need not walk every object
+    Locust, gevent and the SDK made. The gate waits for this exit after every load before it
+    stops the target: SIGTERM to exit 0.11-0.29 s -> 0.06-0.09 s. Finalizers run as usual."""
+    if _opt(environment, "slo_run_id_file", ""):
+        gc.freeze()
 
 
 def _write_meta(environment: Any, run_id: str, meta: dict[str, Any]) -> None:

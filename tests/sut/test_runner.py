@@ -40,3 +40,26 @@ def test_a_forked_worker_imports_only_what_must_come_after_the_fork(seeded_db: P
     assert not seen["prometheus_before"], "prometheus_client imported before the fork"
     late = [m for m in seen["after"] if m.split(".")[0] not in AFTER_FORK]
     assert late == [], f"imported by every worker after the fork; preload them: {late}"
+
+
+def test_a_stopping_master_looks_at_its_workers_often(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """gunicorn's master waits for its stopped workers in 0.1 s sleeps (and once more after
+    the last has gone); the SUT's masters take at most STOP_POLL while they stop, and only
+    then: the gate waits for the SUT's exit after every load."""
+    import time
+
+    import gunicorn.arbiter as arbiter
+
+    from sut.runner import STOP_POLL, prompt_arbiter
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+
+    def gunicorn_stop(self, graceful: bool = True) -> None:  # type: ignore[no-untyped-def]
+        arbiter.time.sleep(0.1)  # what gunicorn's stop does between two looks at its workers
+
+    monkeypatch.setattr(arbiter.Arbiter, "stop", gunicorn_stop)
+    master = object.__new__(prompt_arbiter())
+    master.stop()
+    assert slept == [STOP_POLL] and STOP_POLL <= 0.01
+    assert arbiter.time is time  # outside the stop: gunicorn's own clock again

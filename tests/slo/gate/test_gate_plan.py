@@ -224,6 +224,104 @@ def test_drive_gaps_only_where_the_side_changes(tmp_path: Path,
     assert [i[-3:] for i in ids["candidate"]] == ["c01", "c02", "c05", "c06"]
 
 
+@pytest.mark.parametrize("separate_hosts", [False, True])
+@pytest.mark.parametrize("ran", [0.0, 1.0, 2.0, 5.0])
+def test_the_warm_up_counts_from_when_the_load_began_to_flow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, separate_hosts: bool, ran: float) -> None:
+    """The time it took to see the first warm-up spans arrive was warm-up already run: the
+    gate sleeps only the rest. Two deployments: each side still gets its half (the
+    candidate's starts when the gate switches to it)."""
+    import types
+
+    import slo.gate.core as core
+    from slo.gate import Gate, GateConfig
+    from slo.gate.base import Target
+
+    class FakeTarget(Target):
+        kind = "fake"
+
+        def start(self, gate: Gate) -> None: ...
+
+        def host(self, side: str) -> str:
+            return ""
+
+    FakeTarget.separate_hosts = separate_hosts
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(core, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    gate = Gate(GateConfig(duration=0.5, slice_seconds=0.5, warmup=3.0, gap=0.0,
+                           workdir=str(tmp_path)), out=lambda s: None, target=FakeTarget())
+    monkeypatch.setattr(gate, "_wait_for_traffic", lambda: clock.now - ran)
+    monkeypatch.setattr(gate, "sleep", sleep)
+    monkeypatch.setattr(gate, "set_slice", lambda run_id, side=None: None)
+    gate.drive(None)  # type: ignore[arg-type]
+    baseline_half = max(0.0, 1.5 - ran)
+    candidate_half = 1.5 if separate_hosts else min(1.5, max(0.0, 3.0 - ran))
+    assert sleeps[:2] == [pytest.approx(baseline_half), pytest.approx(candidate_half)]
+    # one deployment: spans that started earlier than those first seen arrive during the
+    # first half (their exporter's batch delay); the rest counts from the earliest
+    sleeps.clear()
+    began = clock.now - ran
+    monkeypatch.setattr(gate, "_wait_for_traffic", lambda: began)
+    monkeypatch.setattr(gate, "_load_began", lambda: began - 0.5)
+    gate.drive(None)  # type: ignore[arg-type]
+    if not separate_hosts:
+        candidate_half = max(0.0, candidate_half - 0.5)
+    assert sleeps[:2] == [pytest.approx(baseline_half), pytest.approx(candidate_half)]
+
+
+def test_the_load_begins_with_the_first_warm_up_span_once_the_target_is_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first warm-up span's start (on the gate's clock), but never before the wait began
+    (earlier spans are Locust's refused requests before the target was ready) nor after now
+    (a clock ahead); a remote target's clock is not trusted at all."""
+    import time
+
+    import slo.ingest.store as store_mod
+    from slo.gate import Gate, GateConfig
+    from slo.gate.sut import SutTarget
+    from slo.ingest.store import RunInfo
+
+    gate = Gate(GateConfig(workdir=str(tmp_path)), out=lambda s: None, target=SutTarget([]))
+    first_ns = {"start": 0}
+
+    class FakeStore:
+        def __init__(self, path: object) -> None: ...
+
+        def runs(self) -> list[RunInfo]:
+            return [RunInfo("other", 5, 1, 0, 1),
+                    RunInfo(f"{gate.gate_id}-warmup", 3, 1, first_ns["start"], first_ns["start"])]
+
+    monkeypatch.setattr(store_mod, "SpanStore", FakeStore)
+    # the wait takes 0.3 s; the first span started 0.1 s before it ended: inside the wait
+    real_wait = gate.wait_until
+
+    def slow_wait(*a: object, **kw: object) -> None:
+        time.sleep(0.3)
+        first_ns["start"] = time.time_ns() - 100_000_000
+        real_wait(*a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gate, "wait_until", slow_wait)
+    began = gate._wait_for_traffic()
+    assert began is not None and time.monotonic() - began == pytest.approx(0.1, abs=0.05)
+    for offset_s, expect in ((-60.0, 0.3), (60.0, 0.0)):  # before the wait; in the future
+        def wait(*a: object, offset_s: float = offset_s, **kw: object) -> None:
+            time.sleep(0.3)
+            first_ns["start"] = time.time_ns() + int(offset_s * 1e9)
+            real_wait(*a, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gate, "wait_until", wait)
+        began = gate._wait_for_traffic()
+        assert began is not None and time.monotonic() - began == pytest.approx(expect, abs=0.05)
+    monkeypatch.setattr(SutTarget, "local", False)
+    assert gate._wait_for_traffic() is None
+
+
 class _FakeProc:
     """A process that exits `after` polls of `alive()` once its exit has begun (at once for
     Locust, SIGTERMed before the wait; at `terminate()` for the others)."""

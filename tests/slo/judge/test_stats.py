@@ -9,6 +9,8 @@ from slo.judge.stats import (
     BODY,
     MIN_PAIRS,
     Change,
+    _t_isf,
+    _t_sf,
     _weighted_stat,
     abba_pairs,
     detectable_note,
@@ -297,3 +299,20 @@ def test_a_pass_says_how_large_a_change_it_could_have_seen() -> None:
                                             (many, np.log(1.03), level)], str)
     # Nothing varied (no errors on either side): no noise to size, no sentence.
     assert detectable_note([(Change(0.0, 0.0, 12, "abs", "mean"), 0.02, level)], str) == ""
+
+
+def test_student_t_from_scipy_special_is_scipy_stats_t() -> None:
+    """The slice-pair comparisons take Student's t from scipy.special (a gate then never
+    imports scipy.stats, a second of CPU while its load runs): the same numbers, bit for bit."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        x = float(rng.normal() * rng.choice([0.1, 1.0, 30.0]))
+        df = int(rng.integers(1, 120))
+        q = float(10 ** rng.uniform(-12, -0.3))
+        assert _t_sf(x, df) == float(sps.t.sf(x, df))
+        assert _t_isf(q, df) == float(sps.t.isf(q, df))
+    ch = Change(0.2, 0.05, 12, "log", "p5-50")
+    assert ch.p_greater(0.1) == float(sps.t.sf(2.0, 11))
+    assert ch.bounds(0.025)[0] == pytest.approx(0.2 - float(sps.t.isf(0.025, 11)) * 0.05)
