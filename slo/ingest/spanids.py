@@ -32,26 +32,26 @@ def _pair_table() -> pa.Array:
 _PAIRS = _pair_table()
 
 
-def _decode(data: pa.Buffer, start: int, count: int) -> np.ndarray | None:
-    """`count` ids of 16 hex digits lying end to end in `data` from byte `start` -> uint64,
-    a writable array of its own; None if any byte is not a hex digit.
+def _decode(data: pa.Buffer, start: int, out: np.ndarray) -> bool:
+    """The `len(out)` ids of 16 hex digits lying end to end in `data` from byte `start`, as
+    uint64 into `out` (contiguous); False if any byte is not a hex digit.
 
     Why a table of digit pairs, looked up by Arrow's `take`: it validates and decodes a byte
     per lookup, and neither it nor the numpy steps after it hold the GIL, so the store's
     reader threads pack ids side by side (`bytes.fromhex` held the GIL, over three copies)."""
-    if not count:
-        return np.zeros(0, np.uint64)
-    chars = data.slice(start, 16 * count)
+    if not len(out):
+        return True
+    chars = data.slice(start, 16 * len(out))
     if chars.address % 2:  # (a uint16 array wants its buffer aligned)
         chars = pa.py_buffer(np.frombuffer(chars, np.uint8).copy())
-    pairs = pc.take(_PAIRS, pa.Array.from_buffers(pa.uint16(), 8 * count, [None, chars]))
+    pairs = pc.take(_PAIRS, pa.Array.from_buffers(pa.uint16(), 8 * len(out), [None, chars]))
     digits = pairs.to_numpy()
     if digits.max() > 0xFF:
-        return None
-    out = digits.astype(np.uint8).view(np.uint64)  # the 8 bytes of each id, first byte first
+        return False
+    np.copyto(out.view(np.uint8), digits, casting="unsafe")  # each id's bytes, first first
     if sys.byteorder == "little":
         out.byteswap(inplace=True)
-    return out
+    return True
 
 
 def _strings(a: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -82,14 +82,13 @@ def _unpack(a: pa.Array, out: np.ndarray, present: np.ndarray, pad: bool) -> boo
             return False
     np.not_equal(lengths, 0, out=present)
     count = int(offsets[-1] - offsets[0]) // 16
-    ids = _decode(a.buffers()[2], int(offsets[0]), count)
-    if ids is None:
-        return False
     if count == len(a):
-        out[:] = ids
-    else:  # the non-empty ids lie end to end: spread them over their rows
-        out[:] = 0
-        out[present] = ids
+        return _decode(a.buffers()[2], int(offsets[0]), out)
+    ids = np.empty(count, np.uint64)
+    if not _decode(a.buffers()[2], int(offsets[0]), ids):
+        return False
+    out[:] = 0  # the non-empty ids lie end to end: spread them over their rows
+    out[present] = ids
     return True
 
 
