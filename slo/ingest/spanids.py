@@ -8,7 +8,7 @@ other shapes (foreign tools, hand-written traces) stay strings: every consumer t
 
 from __future__ import annotations
 
-from typing import cast
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -18,33 +18,96 @@ import pyarrow.compute as pc
 ID_COLUMNS = ("span_id", "parent_span_id")
 
 
+def _pair_table() -> pa.Array:
+    """Two bytes as they lie in memory, read as one native uint16 -> the byte their two hex
+    digits (either case) spell, or 0xFFFF if either is not a hex digit."""
+    nibble = np.full(256, 16, np.uint16)
+    for digits, first in ((b"0123456789", 0), (b"abcdef", 10), (b"ABCDEF", 10)):
+        nibble[np.frombuffer(digits, np.uint8)] = np.arange(first, first + len(digits))
+    pair = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+    high, low = nibble[pair[:, 0]], nibble[pair[:, 1]]
+    return pa.array(np.where((high < 16) & (low < 16), high << 4 | low, 0xFFFF).astype(np.uint16))
+
+
+_PAIRS = _pair_table()
+
+
+def _decode(data: pa.Buffer, start: int, out: np.ndarray) -> bool:
+    """The `len(out)` ids of 16 hex digits lying end to end in `data` from byte `start`, as
+    uint64 into `out` (contiguous); False if any byte is not a hex digit.
+
+    Why a table of digit pairs, looked up by Arrow's `take`: it validates and decodes a byte
+    per lookup, and neither it nor the numpy steps after it hold the GIL, so the store's
+    reader threads pack ids side by side (`bytes.fromhex` held the GIL, over three copies)."""
+    if not len(out):
+        return True
+    chars = data.slice(start, 16 * len(out))
+    if chars.address % 2:  # (a uint16 array wants its buffer aligned)
+        chars = pa.py_buffer(np.frombuffer(chars, np.uint8).copy())
+    pairs = pc.take(_PAIRS, pa.Array.from_buffers(pa.uint16(), 8 * len(out), [None, chars]))
+    digits = pairs.to_numpy()
+    if digits.max() > 0xFF:
+        return False
+    np.copyto(out.view(np.uint8), digits, casting="unsafe")  # each id's bytes, first first
+    if sys.byteorder == "little":
+        out.byteswap(inplace=True)
+    return True
+
+
+def _strings(a: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A string array as plain or large strings without nulls (null -> ""), and its offsets."""
+    if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
+        a = a.cast(pa.string())
+    if a.null_count:
+        a = a.fill_null("")
+    kind = np.int64 if pa.types.is_large_string(a.type) else np.int32
+    offsets = np.frombuffer(a.buffers()[1], kind, len(a) + 1, a.offset * kind().itemsize)
+    return a, offsets
+
+
+def _unpack(a: pa.Array, out: np.ndarray, present: np.ndarray, pad: bool) -> bool:
+    """Decode the string ids `a` into `out` (0 where empty), `present` True where an id is not
+    empty (null or ""); False if some id is not 16 hex digits. `pad`: ids shorter than 16
+    digits are read as if "0"s followed them (what `hex64` does), not refused."""
+    if not len(a):
+        return True
+    a, offsets = _strings(a)
+    lengths = np.diff(offsets)
+    if (lengths & ~16).any():  # a length other than 0 and 16
+        if not pad or lengths.max() > 16:
+            return False
+        a, offsets = _strings(pc.utf8_rpad(a, 16, "0"))
+        lengths = np.diff(offsets)
+        if (lengths != 16).any():  # (non-ASCII)
+            return False
+    np.not_equal(lengths, 0, out=present)
+    count = int(offsets[-1] - offsets[0]) // 16
+    if count == len(a):
+        return _decode(a.buffers()[2], int(offsets[0]), out)
+    ids = np.empty(count, np.uint64)
+    if not _decode(a.buffers()[2], int(offsets[0]), ids):
+        return False
+    out[:] = 0  # the non-empty ids lie end to end: spread them over their rows
+    out[present] = ids
+    return True
+
+
 def hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     """16-hex-digit ids as uint64 ("" -> 0; a packed column's nulls -> 0), a writable array
-    of its own; None if any value is not 16 hex digits."""
-    if isinstance(col, pa.ChunkedArray):
-        parts = [hex64(c) for c in col.chunks]
-        if any(p is None for p in parts):
-            return None
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate(cast(list[np.ndarray], parts)) if parts else np.zeros(0, np.uint64)
+    of its own; None if any value is not 16 hex digits (either case; shorter ones are read
+    as if padded with "0"s)."""
     if pa.types.is_uint64(col.type):
         return np.array(col.fill_null(0).to_numpy(zero_copy_only=False), np.uint64)
-    if col.null_count:
-        col = col.fill_null("")
-    padded = pc.utf8_rpad(col, 16, "0").cast(pa.string())
-    offsets = np.frombuffer(padded.buffers()[1], np.int32)[padded.offset:
-                                                          padded.offset + len(padded) + 1]
-    if len(padded) == 0:
-        return np.zeros(0, np.uint64)
-    if offsets[-1] - offsets[0] != 16 * len(padded):
-        return None
-    raw = memoryview(padded.buffers()[2])[offsets[0]:offsets[-1]]
-    try:
-        decoded = bytes.fromhex(bytes(raw).decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return np.frombuffer(decoded, ">u8").astype(np.uint64)
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    out = np.empty(len(col), np.uint64)
+    present = np.empty(len(col), np.bool_)
+    at = 0
+    for a in chunks:
+        end = at + len(a)
+        if not _unpack(a, out[at:end], present[at:end], pad=True):
+            return None
+        at = end
+    return out
 
 
 def ids64(col: pa.ChunkedArray) -> np.ndarray | None:
@@ -60,18 +123,23 @@ def ids64(col: pa.ChunkedArray) -> np.ndarray | None:
 
 def packed(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
     """An id column as uint64 in one chunk, null where the id is empty (a root's parent);
-    None (keep the strings) unless every id is exactly 16 hex digits or empty."""
+    None (keep the strings) unless every id is exactly 16 hex digits (either case) or empty.
+
+    Each chunk's ids are decoded straight into their rows of the one output array, and no
+    step holds the GIL for long (see `_decode`)."""
     if pa.types.is_uint64(col.type):
         return col
-    lengths = pc.utf8_length(col.fill_null(""))
-    if not pc.all(pc.is_in(lengths, value_set=pa.array([0, 16], pa.int32()))).as_py():
-        return None  # (hex64 pads shorter ids: only whole ones are packed)
-    values = hex64(col)
-    if values is None:
-        return None
-    empty = pc.equal(lengths, 0).combine_chunks() if len(col) else pa.array([], pa.bool_())
-    return pa.chunked_array([pa.array(values, pa.uint64(),
-                                      mask=empty.to_numpy(zero_copy_only=False))])
+    out = np.empty(len(col), np.uint64)
+    present = np.empty(len(col), np.bool_)
+    at = 0
+    for a in col.chunks:
+        end = at + len(a)
+        if not _unpack(a, out[at:end], present[at:end], pad=False):
+            return None
+        at = end
+    if present.all():
+        return pa.chunked_array([pa.array(out, pa.uint64())])
+    return pa.chunked_array([pa.array(out, pa.uint64(), mask=~present)])
 
 
 def hex16(col: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -244,6 +244,27 @@ def test_unlabelled_spans_join_the_run_of_their_trace(tmp_path):
     w.close()
 
 
+def test_the_checks_read_adopts_alike_with_dictionaries_and_packed_ids(tmp_path):
+    """The check's read (run_id and the other few-valued columns dictionary-encoded, ids
+    packed, a chunk a column) adopts the same unlabelled spans as a plain read, labelled alike."""
+    from slo.ingest.spanids import hex16
+    from slo.ingest.store import DICTIONARY_COLUMNS
+
+    w = StoreWriter(tmp_path)
+    w.append(_table("", 4, start=0, trace_every=2, tag="u"))  # unlabelled, traces 1 and 2
+    w.append(_table("r", 3, start=2, trace_every=2, tag="r"))  # traces 2 and 3
+    w.close()
+    s = SpanStore(tmp_path)
+    plain = s.read("r")
+    coded = s.read("r", dictionary=DICTIONARY_COLUMNS, packed_ids=True, contiguous=True)
+    assert str(coded.schema.field("run_id").type).startswith("dictionary<values=string")
+    assert coded["run_id"].num_chunks == 1
+    assert coded["run_id"].to_pylist() == plain["run_id"].to_pylist() == ["r"] * 5
+    assert hex16(coded["span_id"]).to_pylist() == plain["span_id"].to_pylist()
+    assert coded["name"].to_pylist() == plain["name"].to_pylist()
+    assert sorted(plain["name"].to_pylist()) == ["r0", "r1", "r2", "u2", "u3"]
+
+
 def _commit_all(w, tables):
     """`w.commit` each table from its own thread; returns the exception (or None) of each."""
     results: list[BaseException | None] = [None] * len(tables)
