@@ -92,22 +92,30 @@ def _unpack(a: pa.Array, out: np.ndarray, present: np.ndarray, pad: bool) -> boo
     return True
 
 
-def hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """16-hex-digit ids as uint64 ("" -> 0; a packed column's nulls -> 0), a writable array
-    of its own; None if any value is not 16 hex digits (either case; shorter ones are read
-    as if padded with "0"s)."""
-    if pa.types.is_uint64(col.type):
-        return np.array(col.fill_null(0).to_numpy(zero_copy_only=False), np.uint64)
+def _unpack_all(col: pa.ChunkedArray | pa.Array, pad: bool
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, present) of a string id column, each chunk decoded straight into its rows of
+    the one output (`_unpack`); None if some id is not 16 hex digits."""
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     out = np.empty(len(col), np.uint64)
     present = np.empty(len(col), np.bool_)
     at = 0
     for a in chunks:
         end = at + len(a)
-        if not _unpack(a, out[at:end], present[at:end], pad=True):
+        if not _unpack(a, out[at:end], present[at:end], pad=pad):
             return None
         at = end
-    return out
+    return out, present
+
+
+def hex64(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """16-hex-digit ids as uint64 ("" -> 0; a packed column's nulls -> 0), a writable array
+    of its own; None if any value is not 16 hex digits (either case; shorter ones are read
+    as if padded with "0"s)."""
+    if pa.types.is_uint64(col.type):
+        return np.array(col.fill_null(0).to_numpy(zero_copy_only=False), np.uint64)
+    decoded = _unpack_all(col, pad=True)
+    return None if decoded is None else decoded[0]
 
 
 def ids64(col: pa.ChunkedArray) -> np.ndarray | None:
@@ -129,14 +137,10 @@ def packed(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
     step holds the GIL for long (see `_decode`)."""
     if pa.types.is_uint64(col.type):
         return col
-    out = np.empty(len(col), np.uint64)
-    present = np.empty(len(col), np.bool_)
-    at = 0
-    for a in col.chunks:
-        end = at + len(a)
-        if not _unpack(a, out[at:end], present[at:end], pad=False):
-            return None
-        at = end
+    decoded = _unpack_all(col, pad=False)
+    if decoded is None:
+        return None
+    out, present = decoded
     if present.all():
         return pa.chunked_array([pa.array(out, pa.uint64())])
     return pa.chunked_array([pa.array(out, pa.uint64(), mask=~present)])
